@@ -1,0 +1,18 @@
+"""Small building blocks shared by several architectures (position embeddings, stochastic depth)."""
+
+from .drop_path import DropPath, drop_path
+from .position import (
+    get_2d_sincos_pos_embed,
+    interpolate_pos_embed,
+    num_relative_distances,
+    relative_position_index,
+)
+
+__all__ = [
+    "DropPath",
+    "drop_path",
+    "get_2d_sincos_pos_embed",
+    "interpolate_pos_embed",
+    "num_relative_distances",
+    "relative_position_index",
+]

@@ -1,0 +1,37 @@
+"""Objectives: every pre-training method maximises a bound on the mutual information between inputs and targets.
+
+Pure functions (and no state): reconstruction (pixels, features), contrastive (InfoNCE, image-text) and
+classification (hard or soft labels); `weighted_total` combines named parts.
+"""
+
+from .combine import weighted_total
+from .contrastive import (
+    all_gather_with_grad,
+    cross_entropy_loss,
+    distributed_is_active,
+    image_text_contrastive_loss,
+    info_nce_loss,
+)
+from .reconstruction import (
+    feature_regression_loss,
+    layer_norm_no_affine,
+    normalize_patches,
+    patchify,
+    pixel_reconstruction_loss,
+    unpatchify,
+)
+
+__all__ = [
+    "all_gather_with_grad",
+    "cross_entropy_loss",
+    "distributed_is_active",
+    "feature_regression_loss",
+    "image_text_contrastive_loss",
+    "info_nce_loss",
+    "layer_norm_no_affine",
+    "normalize_patches",
+    "patchify",
+    "pixel_reconstruction_loss",
+    "unpatchify",
+    "weighted_total",
+]

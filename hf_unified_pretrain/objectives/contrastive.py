@@ -1,0 +1,123 @@
+"""Contrastive and classification objectives: InfoNCE (with negatives gathered across processes), image-text
+contrast, and cross-entropy with hard or soft (mixed) labels.
+
+InfoNCE is the classic lower bound on mutual information, I(q; k) >= log(K) - L_NCE for K candidates, which is why
+gathering negatives from every process (larger K) tightens it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+
+class _AllGatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sends every process the gradient of its own slice, summed over processes."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        gathered = [torch.zeros_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, tensor.contiguous())
+        return tuple(gathered)
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor) -> torch.Tensor:
+        stacked = torch.stack(grads)
+        dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
+        return stacked[dist.get_rank()]
+
+
+def distributed_is_active() -> bool:
+    """True when a process group with more than one process is running."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenates `tensor` (B, ...) from every process along dim 0, keeping gradients (all_gather, not all_reduce).
+
+    Returns:
+        (world_size * B, ...), this process's slice at `rank * B`. Without a process group, `tensor` itself.
+    """
+    if not distributed_is_active():
+        return tensor
+    return torch.cat(_AllGatherWithGrad.apply(tensor), dim=0)
+
+
+def info_nce_loss(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    *,
+    temperature: float = 0.1,
+    normalize: bool = True,
+    gather_distributed: bool = False,
+) -> torch.Tensor:
+    """InfoNCE: each query's positive is the key at the same index; all other keys are negatives.
+
+    Args:
+        queries: (B, D).
+        keys: (B, D).
+        temperature: Softmax temperature.
+        normalize: L2-normalise queries and keys first (cosine scores).
+        gather_distributed: Use the keys of every process as candidates (gradients flow to all of them).
+
+    Returns:
+        Scalar, mean over this process's queries.
+    """
+    if normalize:
+        queries, keys = F.normalize(queries, dim=-1), F.normalize(keys, dim=-1)
+    offset = 0
+    if gather_distributed and distributed_is_active():
+        offset = dist.get_rank() * queries.shape[0]
+        keys = all_gather_with_grad(keys)
+    logits = queries @ keys.T / temperature
+    labels = torch.arange(queries.shape[0], device=queries.device) + offset
+    return F.cross_entropy(logits, labels)
+
+
+def image_text_contrastive_loss(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    logit_scale: torch.Tensor | float,
+    *,
+    gather_distributed: bool = False,
+) -> torch.Tensor:
+    """Symmetric CLIP loss between paired image and text embeddings.
+
+    Args:
+        image_embeds: (B, D).
+        text_embeds: (B, D).
+        logit_scale: Multiplier of the cosine similarities (CLIP: exp of a learned scalar).
+        gather_distributed: Contrast against the pairs of every process.
+
+    Returns:
+        Scalar: mean of the image→text and text→image cross-entropies.
+    """
+    image_embeds, text_embeds = F.normalize(image_embeds, dim=-1), F.normalize(text_embeds, dim=-1)
+    offset = 0
+    all_images, all_texts = image_embeds, text_embeds
+    if gather_distributed and distributed_is_active():
+        offset = dist.get_rank() * image_embeds.shape[0]
+        all_images, all_texts = all_gather_with_grad(image_embeds), all_gather_with_grad(text_embeds)
+    labels = torch.arange(image_embeds.shape[0], device=image_embeds.device) + offset
+    image_to_text = F.cross_entropy(logit_scale * image_embeds @ all_texts.T, labels)
+    text_to_image = F.cross_entropy(logit_scale * text_embeds @ all_images.T, labels)
+    return (image_to_text + text_to_image) / 2
+
+
+def cross_entropy_loss(logits: torch.Tensor, targets: torch.Tensor, *, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy with hard labels (B,) or soft / mixed label distributions (B, C).
+
+    Args:
+        logits: (B, C).
+        targets: (B,) class indices, or (B, C) probabilities (each row sums to 1, e.g. mixed labels).
+        label_smoothing: Smoothing towards the uniform distribution.
+
+    Returns:
+        Scalar mean over the batch.
+    """
+    if targets.dim() == logits.dim() and targets.dtype.is_floating_point:
+        if label_smoothing:
+            targets = targets * (1 - label_smoothing) + label_smoothing / logits.shape[-1]
+        return -(targets * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+    return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)

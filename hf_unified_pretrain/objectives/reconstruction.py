@@ -1,0 +1,145 @@
+"""Regression objectives: predict pixels or a teacher's features at (masked) positions.
+
+Both are lower bounds on the mutual information between the visible input and the target under a Gaussian (MSE) or
+Laplace-like (smooth-L1 / L1) predictive model, or an alignment of directions (cosine).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+
+def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Cuts images into flattened patches (MAE layout: pixels of a patch in (row, column, channel) order).
+
+    Args:
+        pixel_values: (B, C, H, W) with H and W divisible by `patch_size`.
+        patch_size: p.
+
+    Returns:
+        (B, (H/p)*(W/p), p*p*C).
+    """
+    batch, channels, height, width = pixel_values.shape
+    if height % patch_size or width % patch_size:
+        raise ValueError(
+            f"Image size {height}x{width} is not divisible by the patch size {patch_size}: resize or crop the images "
+            f"to a multiple of {patch_size}."
+        )
+    grid_h, grid_w = height // patch_size, width // patch_size
+    patches = pixel_values.reshape(batch, channels, grid_h, patch_size, grid_w, patch_size)
+    patches = torch.einsum("bchpwq->bhwpqc", patches)
+    return patches.reshape(batch, grid_h * grid_w, patch_size * patch_size * channels)
+
+
+def unpatchify(
+    patches: torch.Tensor, patch_size: int, grid_size: tuple[int, int] | int, num_channels: int = 3
+) -> torch.Tensor:
+    """Inverse of `patchify`.
+
+    Args:
+        patches: (B, h*w, p*p*C).
+        patch_size: p.
+        grid_size: (h, w) or one int.
+        num_channels: C.
+
+    Returns:
+        (B, C, h*p, w*p).
+    """
+    grid_h, grid_w = (grid_size, grid_size) if isinstance(grid_size, int) else tuple(grid_size)
+    batch = patches.shape[0]
+    images = patches.reshape(batch, grid_h, grid_w, patch_size, patch_size, num_channels)
+    images = torch.einsum("bhwpqc->bchpwq", images)
+    return images.reshape(batch, num_channels, grid_h * patch_size, grid_w * patch_size)
+
+
+def normalize_patches(patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Per-patch standardisation of pixel targets (MAE's norm_pix_loss; unbiased variance as the original)."""
+    mean = patches.mean(dim=-1, keepdim=True)
+    var = patches.var(dim=-1, keepdim=True)
+    return (patches - mean) / (var + eps) ** 0.5
+
+
+def layer_norm_no_affine(features: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """LayerNorm over the last dimension without learned scale or shift (used on teacher targets)."""
+    return F.layer_norm(features, features.shape[-1:], eps=eps)
+
+
+def _select(values: torch.Tensor, bool_masked_pos: torch.Tensor | None) -> torch.Tensor:
+    """Token-wise values (B, N) averaged over masked tokens, or over all tokens when no mask is given."""
+    if bool_masked_pos is None:
+        return values.mean()
+    weights = bool_masked_pos.to(values.dtype)
+    return (values * weights).sum() / weights.sum().clamp_min(1.0)
+
+
+def pixel_reconstruction_loss(
+    predictions: torch.Tensor,
+    targets: torch.Tensor,
+    bool_masked_pos: torch.Tensor | None = None,
+    *,
+    normalize_target: bool = False,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """Mean squared error on patch pixels, MAE style.
+
+    Args:
+        predictions: (B, N, D) predicted patch pixels.
+        targets: (B, N, D) true patch pixels (e.g. from `patchify`).
+        bool_masked_pos: (B, N) bool; when given, only masked tokens count, else every token.
+        normalize_target: Standardise each target patch first (MAE's norm_pix_loss).
+        eps: Variance floor of the standardisation.
+
+    Returns:
+        Scalar: per-token MSE (averaged over D), averaged over the counted tokens.
+    """
+    if normalize_target:
+        targets = normalize_patches(targets, eps)
+    per_token = (predictions - targets).pow(2).mean(dim=-1)
+    return _select(per_token, bool_masked_pos)
+
+
+FeatureLossType = Literal["smooth_l1", "mse", "l1", "cosine"]
+
+
+def feature_regression_loss(
+    predictions: torch.Tensor,
+    targets: torch.Tensor,
+    bool_masked_pos: torch.Tensor | None = None,
+    *,
+    loss_type: FeatureLossType = "smooth_l1",
+    normalize_target: bool = False,
+    target_norm_eps: float = 1e-6,
+    beta: float = 1.0,
+) -> torch.Tensor:
+    """Regression of predicted token features onto a (teacher's) target.
+
+    Args:
+        predictions: (B, N, D).
+        targets: (B, N, D); treated as constants (detached).
+        bool_masked_pos: (B, N) bool; when given, only masked tokens count, else every token.
+        loss_type: "smooth_l1" (beta), "mse", "l1" (element means, as `nn.SmoothL1Loss()` etc.), or "cosine"
+            (1 - cosine similarity per token).
+        normalize_target: Apply LayerNorm without affine to the target first.
+        target_norm_eps: Epsilon of that LayerNorm.
+        beta: Smooth-L1 transition point.
+
+    Returns:
+        Scalar loss averaged over the counted tokens (and over D for the elementwise types).
+    """
+    targets = targets.detach()
+    if normalize_target:
+        targets = layer_norm_no_affine(targets, target_norm_eps)
+    if loss_type == "cosine":
+        per_token = 1.0 - F.cosine_similarity(predictions.float(), targets.float(), dim=-1)
+    elif loss_type == "smooth_l1":
+        per_token = F.smooth_l1_loss(predictions, targets, reduction="none", beta=beta).mean(dim=-1)
+    elif loss_type == "mse":
+        per_token = F.mse_loss(predictions, targets, reduction="none").mean(dim=-1)
+    elif loss_type == "l1":
+        per_token = F.l1_loss(predictions, targets, reduction="none").mean(dim=-1)
+    else:
+        raise ValueError(f"Unknown loss_type {loss_type!r}: use one of 'smooth_l1', 'mse', 'l1', 'cosine'.")
+    return _select(per_token, bool_masked_pos)
