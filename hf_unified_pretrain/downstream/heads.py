@@ -1,0 +1,148 @@
+"""Detection and segmentation heads from transformers around our pretrained backbones, in one call.
+
+transformers 5.23 builds a head's backbone from its config only (random init: `use_pretrained_backbone` is ignored,
+`backbone=<local dir>` fails), so a fine-tune must copy the pretrained backbone weights in explicitly. These helpers
+do that for any registered backbone, ours included, reaching models only through configs and Auto classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from os import PathLike
+
+from torch import nn
+from transformers import (
+    AutoBackbone,
+    AutoConfig,
+    DeformableDetrConfig,
+    DeformableDetrForObjectDetection,
+    DetrConfig,
+    DetrForObjectDetection,
+    Mask2FormerConfig,
+    Mask2FormerForUniversalSegmentation,
+    PreTrainedConfig,
+    PreTrainedModel,
+    UperNetConfig,
+    UperNetForSemanticSegmentation,
+)
+from transformers.backbone_utils import BackboneMixin
+
+# head name -> (config class, model class, keyword that carries the number of feature levels, if any)
+HEADS: dict[str, tuple[type[PreTrainedConfig], type[PreTrainedModel]]] = {
+    "upernet": (UperNetConfig, UperNetForSemanticSegmentation),
+    "mask2former": (Mask2FormerConfig, Mask2FormerForUniversalSegmentation),
+    "detr": (DetrConfig, DetrForObjectDetection),
+    "deformable_detr": (DeformableDetrConfig, DeformableDetrForObjectDetection),
+}
+
+
+@dataclass
+class BackboneLoadReport:
+    """What `load_pretrained_backbone` copied: parameter count and the head's backbone module path."""
+
+    module_path: str
+    num_tensors: int
+
+
+def backbone_config_from_pretrained(
+    pretrained_path: str | PathLike, out_features: list[str] | None = None, **overrides
+) -> PreTrainedConfig:
+    """Reads the config of a saved model (any of our classes) and selects the backbone's output stages.
+
+    Args:
+        pretrained_path: Local folder written by `save_pretrained` (Model, ForPreTraining, Backbone, ...).
+        out_features: Stage names to return (see `config.stage_names`); None keeps the config's choice.
+        overrides: Other config fields to change (e.g. `image_size`).
+
+    Returns:
+        The config, with `out_features` set.
+    """
+    config = AutoConfig.from_pretrained(pretrained_path, **overrides)
+    if not hasattr(config, "stage_names"):
+        raise ValueError(
+            f"The model in {pretrained_path} ({type(config).__name__}) has no backbone stages: use a checkpoint of a "
+            "model type that registers a Backbone class."
+        )
+    if out_features is not None:
+        config.out_features = out_features
+    return config
+
+
+def _find_backbone_module(head_model: nn.Module) -> tuple[str, nn.Module]:
+    for name, module in head_model.named_modules():
+        if isinstance(module, BackboneMixin):
+            return name, module
+    raise ValueError(f"{type(head_model).__name__} holds no transformers backbone (no BackboneMixin module found).")
+
+
+def load_pretrained_backbone(
+    head_model: nn.Module, pretrained_path: str | PathLike, *, allow_missing: bool = False
+) -> BackboneLoadReport:
+    """Copies pretrained backbone weights into the backbone of a head model (UperNet, Mask2Former, DETR, ...).
+
+    The weights are read through the backbone class of the saved config, so the checkpoint may be of any class
+    sharing the backbone's base model (its `base_model_prefix` is stripped, heads and decoders are dropped).
+
+    Args:
+        head_model: A head model built from a config whose `backbone_config` is the saved model's type.
+        pretrained_path: Local folder written by `save_pretrained`.
+        allow_missing: Accept backbone weights absent from the checkpoint (they keep their fresh initialisation);
+            by default that is an error, because a silently half-initialised backbone wastes a fine-tune.
+
+    Returns:
+        Where the backbone sits in the head and how many tensors were copied.
+    """
+    module_path, backbone = _find_backbone_module(head_model)
+    backbone_class = AutoBackbone._model_mapping[type(backbone.config)]
+    pretrained, loading_info = backbone_class.from_pretrained(
+        pretrained_path, config=backbone.config, output_loading_info=True
+    )
+    if loading_info["missing_keys"] and not allow_missing:
+        raise KeyError(
+            f"The checkpoint in {pretrained_path} lacks backbone weights {sorted(loading_info['missing_keys'])}; "
+            "pass allow_missing=True to keep them freshly initialised."
+        )
+    source = pretrained.state_dict()
+    target = backbone.state_dict()
+    # Frozen batch norms in DETR-style heads keep no `num_batches_tracked`; copy only what the head's backbone holds.
+    backbone.load_state_dict({key: source[key] for key in target}, strict=True)
+    return BackboneLoadReport(module_path=module_path, num_tensors=len(target))
+
+
+def build_head_model(
+    head: str,
+    pretrained_path: str | PathLike,
+    *,
+    out_features: list[str] | None = None,
+    backbone_overrides: dict | None = None,
+    allow_missing: bool = False,
+    **head_kwargs,
+) -> PreTrainedModel:
+    """Builds a transformers head model around a pretrained backbone of ours, with the backbone weights loaded.
+
+    Args:
+        head: One of "upernet", "mask2former", "detr", "deformable_detr".
+        pretrained_path: Local `save_pretrained` folder of the pretrained model (any of our classes).
+        out_features: Backbone stages feeding the head (default: the config's choice).
+        backbone_overrides: Extra backbone config fields.
+        allow_missing: See `load_pretrained_backbone`.
+        head_kwargs: Fields of the head's config (num_labels, hidden sizes, ...).
+
+    Returns:
+        The head model; fine-tune it with the Trainer as any transformers model.
+
+    Example:
+        >>> model = build_head_model("upernet", "outputs/itpn-base", out_features=["stage1", "stage2", "stage3", "stage4"],
+        ...                          num_labels=150)
+    """
+    if head not in HEADS:
+        raise ValueError(f"Unknown head {head!r}: choose one of {sorted(HEADS)}.")
+    config_class, model_class = HEADS[head]
+    backbone_config = backbone_config_from_pretrained(pretrained_path, out_features, **(backbone_overrides or {}))
+    if head in ("detr", "deformable_detr"):
+        head_kwargs.setdefault("use_timm_backbone", False)
+    if head == "deformable_detr":
+        head_kwargs.setdefault("num_feature_levels", len(backbone_config.out_features))
+    model = model_class(config_class(backbone_config=backbone_config, **head_kwargs))
+    load_pretrained_backbone(model, pretrained_path, allow_missing=allow_missing)
+    return model
