@@ -19,7 +19,16 @@ from transformers import (
 )
 
 # Each method package exports the classes named here; adding a method is adding one row.
-_METHODS: dict[str, dict[str, str]] = {}
+_METHODS: dict[str, dict[str, str]] = {
+    "mvp": {
+        "config": "MVPConfig",
+        "model": "MVPModel",
+        "pretraining": "MVPForPreTraining",
+        "backbone": "MVPBackbone",
+        "classification": "MVPForImageClassification",
+        "image_processor": "MVPImageProcessor",
+    },
+}
 
 
 def _register_method(package: str, classes: dict[str, str]) -> None:

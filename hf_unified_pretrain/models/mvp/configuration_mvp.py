@@ -1,0 +1,189 @@
+"""MVP configuration: a BEiT-style ViT student taught by the patch tokens of a frozen CLIP vision tower."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+from transformers.backbone_utils import BackboneConfigMixin
+
+_LOSS_TYPES = ("cosine", "smooth_l1", "mse", "l1")
+
+# Presets of the paper (ViT-B/16 and ViT-L/16 at 224 px, both taught by CLIP ViT-B/16 whose projected tokens are
+# 512-d) plus a tiny configuration for tests and smoke runs. Layer-scale follows BEiT: 0.1 for base, 1e-5 for large.
+MVP_PRESETS: dict[str, dict[str, Any]] = {
+    "base": {
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "layer_scale_init_value": 0.1,
+        "drop_path_rate": 0.1,
+        "teacher_dim": 512,
+    },
+    "large": {
+        "hidden_size": 1024,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "intermediate_size": 4096,
+        "layer_scale_init_value": 1e-5,
+        "drop_path_rate": 0.1,
+        "teacher_dim": 512,
+    },
+    "tiny": {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "image_size": 32,
+        "patch_size": 8,
+        "num_masked_patches": 6,
+        "min_block_tokens": 2,
+        "drop_path_rate": 0.0,
+        "teacher_dim": 24,
+    },
+}
+
+
+@strict
+class MVPConfig(BackboneConfigMixin, PreTrainedConfig):
+    r"""Configuration of MVP (Multimodality-guided Visual Pre-training, Wei et al., ECCV 2022).
+
+    The student is a BEiT-style ViT (pre-norm blocks, [CLS] token, mask token, layer-scale, relative position bias
+    shared across layers or per layer). During pre-training, block-wise masked patches predict the frozen CLIP vision
+    tower's projected patch tokens through a LayerNorm → Linear head.
+
+    Args:
+        hidden_size: Width of the student.
+        num_hidden_layers: Number of transformer blocks.
+        num_attention_heads: Attention heads per block.
+        intermediate_size: Hidden width of the MLPs.
+        hidden_act: MLP activation.
+        hidden_dropout_prob: Dropout after the attention and MLP branches.
+        attention_probs_dropout_prob: Dropout on the attention probabilities.
+        initializer_range: Std of the truncated-normal initialisation.
+        layer_norm_eps: LayerNorm epsilon.
+        image_size: Training resolution (int or (H, W)); other sizes divisible by `patch_size` also run.
+        patch_size: Patch side in pixels.
+        num_channels: Input channels.
+        qkv_bias: Biases on the query and value projections (as BEiT, the key projection never has one).
+        use_mask_token: Learnable [MASK] embedding (needed for pre-training).
+        use_absolute_position_embeddings: Learnable absolute position embeddings (interpolated for other sizes).
+        use_relative_position_bias: A relative position bias table in every block.
+        use_shared_relative_position_bias: One relative position bias table shared by all blocks (BEiT
+            pre-training); may be combined with the per-block tables.
+        layer_scale_init_value: Initial layer-scale value; 0 disables layer-scale.
+        drop_path_rate: Stochastic depth rate of the last block (linearly increasing from 0).
+        use_mean_pooling: Pool by a LayerNorm over the mean patch token (BEiT fine-tuning); otherwise a final
+            LayerNorm is applied to all tokens and the [CLS] token is the pooled output.
+        num_masked_patches: Patches masked per image in pre-training (75 of 196 at 224 px).
+        mask_ratio: If set, the masked fraction instead of `num_masked_patches` (follows the input resolution).
+        min_block_tokens: Smallest masked block area (BEiT: 16).
+        min_aspect: Smallest aspect ratio of a masked block.
+        max_aspect: Largest aspect ratio (default `1 / min_aspect`).
+        teacher_dim: Width of the teacher's target features (CLIP ViT-B/16 projection: 512).
+        teacher_name_or_path: Local folder of the frozen teacher (a `CLIPVisionModelWithProjection`); recorded only.
+        loss_type: Feature loss: "cosine" (1 − cosine similarity, default), "smooth_l1", "mse" or "l1".
+        normalize_target: Normalise the targets with a LayerNorm without affine before the loss.
+        smooth_l1_beta: Beta of the smooth-L1 loss.
+        feature_loss_weight: Weight of the feature loss in the total `loss`.
+        reshape_hidden_states: Backbone feature maps as (B, C, H/p, W/p) (True) or raw tokens (B, 1+N, C) (False,
+            what DPT-style necks expect).
+        out_features / out_indices: Backbone stages ("stem", "stage1", ..., one per block) to return.
+    """
+
+    model_type = "mvp"
+
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float | int = 0.0
+    attention_probs_dropout_prob: float | int = 0.0
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-6
+    image_size: int | list[int] | tuple[int, int] = 224
+    patch_size: int = 16
+    num_channels: int = 3
+    qkv_bias: bool = True
+    use_mask_token: bool = True
+    use_absolute_position_embeddings: bool = False
+    use_relative_position_bias: bool = False
+    use_shared_relative_position_bias: bool = True
+    layer_scale_init_value: float | int = 0.1
+    drop_path_rate: float | int = 0.1
+    use_mean_pooling: bool = True
+    num_masked_patches: int = 75
+    mask_ratio: float | None = None
+    min_block_tokens: int = 16
+    min_aspect: float = 0.3
+    max_aspect: float | None = None
+    teacher_dim: int = 512
+    teacher_name_or_path: str | None = None
+    loss_type: str = "cosine"
+    normalize_target: bool = False
+    smooth_l1_beta: float = 1.0
+    feature_loss_weight: float | int = 1.0
+    reshape_hidden_states: bool = True
+    _out_features: list[str] | None = None
+    _out_indices: list[int] | None = None
+
+    def __post_init__(self, **kwargs):
+        if isinstance(self.image_size, (list, tuple)):
+            self.image_size = list(self.image_size)
+        self.stage_names = ["stem"] + [f"stage{index}" for index in range(1, self.num_hidden_layers + 1)]
+        self.set_output_features_output_indices(
+            out_indices=kwargs.pop("out_indices", None), out_features=kwargs.pop("out_features", None)
+        )
+        super().__post_init__(**kwargs)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> MVPConfig:
+        """Builds a preset configuration ("base", "large" or "tiny"; see `MVP_PRESETS`), with overrides."""
+        if name not in MVP_PRESETS:
+            raise ValueError(f"Unknown MVP preset {name!r}; choose one of {sorted(MVP_PRESETS)}.")
+        return cls(**{**MVP_PRESETS[name], **overrides})
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """(H/p, W/p) patch grid at the configured image size."""
+        height, width = _pair(self.image_size)
+        return height // self.patch_size, width // self.patch_size
+
+    def num_masked_for(self, num_patches: int) -> int:
+        """Masked patches per image for an input with `num_patches` patches (ratio-based when `mask_ratio` is set).
+
+        Checked here rather than at construction so that a config can be resized (e.g. for a backbone) freely.
+        """
+        if self.mask_ratio is not None:
+            return int(round(self.mask_ratio * num_patches))
+        if self.num_masked_patches >= num_patches:
+            raise ValueError(
+                f"num_masked_patches={self.num_masked_patches} does not fit an input with {num_patches} patches; "
+                "lower it or set `mask_ratio` so that the count follows the resolution."
+            )
+        return self.num_masked_patches
+
+    def validate_mvp_architecture(self):
+        """Part of `@strict` validation: shapes and choices the model relies on."""
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})."
+            )
+        height, width = _pair(self.image_size)
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} must be divisible by patch_size {self.patch_size}.")
+        if self.loss_type not in _LOSS_TYPES:
+            raise ValueError(f"loss_type must be one of {_LOSS_TYPES}, got {self.loss_type!r}.")
+        if self.mask_ratio is not None and not 0.0 < self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be strictly between 0 and 1, got {self.mask_ratio}.")
+        if self.num_masked_patches <= 0 or self.min_block_tokens <= 0:
+            raise ValueError("num_masked_patches and min_block_tokens must be positive.")
+
+def _pair(value: int | list[int] | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+__all__ = ["MVP_PRESETS", "MVPConfig"]

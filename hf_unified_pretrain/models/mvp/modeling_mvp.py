@@ -1,0 +1,658 @@
+"""MVP: Multimodality-guided Visual Pre-training (Wei, Xie, Zhou, Li, Tian; ECCV 2022, arXiv 2203.05175).
+
+MVP is BEiT with the dVAE tokenizer replaced by the vision tower of CLIP: a BEiT-style ViT student sees an image whose
+block-wise masked patches are replaced by a learned [MASK] embedding, and at the masked positions it predicts the
+features a frozen CLIP image encoder computes from the intact image.
+
+No code was released with the paper, so the target and loss below are our choice, taken from MVP's closest
+executable lineage (iTPN-CLIP, by overlapping authors) and documented here so that it can be changed in the config:
+
+- teacher: `CLIPVisionModelWithProjection` (ViT-B/16 in the paper), patch tokens after `post_layernorm` and
+  `visual_projection`, i.e. OpenAI CLIP's `ln_post(x) @ proj` applied to every patch token (CLS dropped), 512-d.
+  It is attached with `set_teacher` (kept outside the module tree: never saved, trained or moved by hand) or its
+  features are passed as `teacher_features`;
+- student head: LayerNorm → Linear(hidden_size → teacher_dim) on every patch token;
+- loss: 1 − cosine similarity between prediction and target, averaged over the masked patches only
+  (`loss_type` = "cosine" | "smooth_l1" | "mse" | "l1", optional target LayerNorm with `normalize_target`);
+- masking: BEiT block-wise, 75 of 196 patches at 224 px (`num_masked_patches` or `mask_ratio`).
+
+The student is architecturally a BEiT encoder (pre-norm blocks, [CLS] token, layer-scale, relative position bias
+shared or per block, q/v biases without a k bias), so BEiT checkpoints convert losslessly
+(`convert_mvp_original_to_hf.py`, `MVPPreTrainedModel.from_beit`).
+"""
+
+import functools
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from os import PathLike
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.backbone_utils import BackboneMixin, filter_output_hidden_states
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BackboneOutput,
+    BaseModelOutputWithPooling,
+    ImageClassifierOutput,
+)
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
+from transformers.utils.output_capturing import capture_outputs
+
+from ...layers import DropPath, interpolate_pos_embed, num_relative_distances, relative_position_index
+from ...masking import block_mask, validate_bool_masked_pos
+from ...objectives import feature_regression_loss, weighted_total
+from ...teachers import TeacherHolderMixin
+from .configuration_mvp import MVPConfig
+
+
+@dataclass
+class MVPForPreTrainingOutput(ModelOutput):
+    """Output of `MVPForPreTraining`.
+
+    Args:
+        loss: Weighted total of `losses` (scalar).
+        losses: Named loss parts, `{"feature": scalar}`.
+        logits: (B, N, teacher_dim) predicted teacher features for every patch.
+        bool_masked_pos: (B, N) bool, True where a patch was masked (the positions the loss counts).
+        teacher_features: (B, N, teacher_dim) targets the predictions were compared with.
+        hidden_states: Tuple of (B, 1 + N, C), the embeddings output and each block's output, when requested.
+        attentions: Tuple of (B, heads, 1 + N, 1 + N) per block, when requested (eager attention).
+    """
+
+    loss: torch.FloatTensor | None = None
+    losses: dict[str, torch.Tensor] | None = None
+    logits: torch.FloatTensor | None = None
+    bool_masked_pos: torch.BoolTensor | None = None
+    teacher_features: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class MVPPatchEmbeddings(nn.Module):
+    """Cuts (B, C, H, W) pixels into non-overlapping patches and projects each to (B, N, hidden_size)."""
+
+    def __init__(self, config: MVPConfig) -> None:
+        super().__init__()
+        self.patch_size = config.patch_size
+        self.num_channels = config.num_channels
+        self.projection = nn.Conv2d(
+            config.num_channels, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size
+        )
+
+    def grid_size(self, pixel_values: torch.Tensor) -> tuple[int, int]:
+        """The (H/p, W/p) patch grid of an input, after checking its rank, channels and divisibility."""
+        if pixel_values.dim() != 4:
+            raise ValueError(f"pixel_values must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}.")
+        _, channels, height, width = pixel_values.shape
+        if channels != self.num_channels:
+            raise ValueError(
+                f"pixel_values have {channels} channels but the model expects {self.num_channels} "
+                "(config.num_channels); convert the images (e.g. grayscale to RGB) or build the model for this count."
+            )
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(
+                f"Image size {height}x{width} is not divisible by the patch size {self.patch_size}: resize, crop or pad "
+                f"the images to a multiple of {self.patch_size}."
+            )
+        return height // self.patch_size, width // self.patch_size
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        self.grid_size(pixel_values)
+        return self.projection(pixel_values).flatten(2).transpose(1, 2)
+
+
+class MVPEmbeddings(nn.Module):
+    """Patch embeddings with masked patches swapped for [MASK], a prepended [CLS] token and optional absolute positions."""
+
+    def __init__(self, config: MVPConfig) -> None:
+        super().__init__()
+        self.patch_embeddings = MVPPatchEmbeddings(config)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size)) if config.use_mask_token else None
+        self.grid_size = config.grid_size
+        self.position_embeddings = (
+            nn.Parameter(torch.zeros(1, 1 + self.grid_size[0] * self.grid_size[1], config.hidden_size))
+            if config.use_absolute_position_embeddings
+            else None
+        )
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self, pixel_values: torch.Tensor, bool_masked_pos: torch.BoolTensor | None = None
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Returns the (B, 1 + N, C) token sequence and the (h, w) patch grid of the input."""
+        grid_size = self.patch_embeddings.grid_size(pixel_values)
+        embeddings = self.patch_embeddings(pixel_values)
+        batch_size, num_patches, _ = embeddings.shape
+        if bool_masked_pos is not None:
+            if self.mask_token is None:
+                raise ValueError("bool_masked_pos was given but the model has no mask token: set config.use_mask_token=True.")
+            bool_masked_pos = validate_bool_masked_pos(bool_masked_pos, batch_size, num_patches)
+            embeddings = torch.where(bool_masked_pos.unsqueeze(-1), self.mask_token.to(embeddings.dtype), embeddings)
+        embeddings = torch.cat([self.cls_token.expand(batch_size, -1, -1).to(embeddings.dtype), embeddings], dim=1)
+        if self.position_embeddings is not None:
+            embeddings = embeddings + interpolate_pos_embed(
+                self.position_embeddings, self.grid_size, grid_size, mode="bicubic", num_prefix_tokens=1
+            )
+        return self.dropout(embeddings), grid_size
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_relative_position_index(grid_size: tuple[int, int]) -> torch.Tensor:
+    return relative_position_index(grid_size, with_cls_token=True)
+
+
+class MVPRelativePositionBias(nn.Module):
+    """BEiT relative position bias: one learned value per head for every 2-D offset and for the [CLS] pairs.
+
+    The table is learned for the configured grid; for other grids its offset part is resized bilinearly (as BEiT's
+    transformers port does), so the model runs at any resolution divisible by the patch size.
+    """
+
+    def __init__(self, config: MVPConfig) -> None:
+        super().__init__()
+        self.grid_size = config.grid_size
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros(num_relative_distances(self.grid_size, with_cls_token=True), config.num_attention_heads)
+        )
+
+    def _table_for(self, grid_size: tuple[int, int]) -> torch.Tensor:
+        table = self.relative_position_bias_table
+        if grid_size == self.grid_size:
+            return table
+        old_h, old_w = 2 * self.grid_size[0] - 1, 2 * self.grid_size[1] - 1
+        new_h, new_w = 2 * grid_size[0] - 1, 2 * grid_size[1] - 1
+        offsets = table[: old_h * old_w].reshape(1, old_h, old_w, -1).permute(0, 3, 1, 2)
+        offsets = nn.functional.interpolate(offsets, size=(new_h, new_w), mode="bilinear", align_corners=False)
+        offsets = offsets.permute(0, 2, 3, 1).reshape(new_h * new_w, -1)
+        return torch.cat([offsets, table[old_h * old_w :]], dim=0)
+
+    def forward(self, grid_size: tuple[int, int]) -> torch.Tensor:
+        """Returns the additive attention bias (1, heads, 1 + h*w, 1 + h*w) for a (h, w) patch grid."""
+        table = self._table_for(tuple(grid_size))
+        index = _cached_relative_position_index(tuple(grid_size)).to(table.device)
+        num_tokens = index.shape[0]
+        bias = table[index.reshape(-1)].reshape(num_tokens, num_tokens, -1)
+        return bias.permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs: Unpack[TransformersKwargs],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax attention with an additive bias; returns (B, T, heads, d) outputs and (B, heads, T, T) weights."""
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+class MVPSelfAttention(nn.Module):
+    """Multi-head self-attention with BEiT's biases: query and value have one, the key has none."""
+
+    def __init__(self, config: MVPConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.attention_probs_dropout_prob
+        self.is_causal = False
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
+        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
+        self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_bias: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, T, C) tokens and an optional additive (1, heads, T, T) bias → (B, T, C) and the attention weights."""
+        input_shape = hidden_states.shape[:-1]
+        hidden_shape = (*input_shape, -1, self.head_dim)
+        query = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        key = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output, attn_weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_bias,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        attn_output = self.o_proj(attn_output.reshape(*input_shape, -1).contiguous())
+        return attn_output, attn_weights
+
+
+class MVPMLP(nn.Module):
+    def __init__(self, config: MVPConfig) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation_fn = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation_fn(self.fc1(hidden_states)))
+
+
+class MVPLayer(GradientCheckpointingLayer):
+    """Pre-norm transformer block: x + γ1·Attn(LN(x)), then x + γ2·MLP(LN(x)), with stochastic depth."""
+
+    def __init__(self, config: MVPConfig, layer_index: int, drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        self.layer_index = layer_index
+        self.layernorm_before = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attention = MVPSelfAttention(config)
+        self.layernorm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = MVPMLP(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0.0 else nn.Identity()
+        use_layer_scale = config.layer_scale_init_value > 0
+        self.layer_scale_1 = nn.Parameter(torch.ones(config.hidden_size)) if use_layer_scale else None
+        self.layer_scale_2 = nn.Parameter(torch.ones(config.hidden_size)) if use_layer_scale else None
+        self.relative_position_bias = MVPRelativePositionBias(config) if config.use_relative_position_bias else None
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_bias: torch.Tensor | None = None,
+        grid_size: tuple[int, int] | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
+        if self.relative_position_bias is not None:
+            own_bias = self.relative_position_bias(grid_size)
+            attention_bias = own_bias if attention_bias is None else attention_bias + own_bias
+
+        attention_output, _ = self.attention(self.layernorm_before(hidden_states), attention_bias, **kwargs)
+        attention_output = self.dropout(attention_output)
+        if self.layer_scale_1 is not None:
+            attention_output = self.layer_scale_1 * attention_output
+        hidden_states = hidden_states + self.drop_path(attention_output)
+
+        mlp_output = self.dropout(self.mlp(self.layernorm_after(hidden_states)))
+        if self.layer_scale_2 is not None:
+            mlp_output = self.layer_scale_2 * mlp_output
+        return hidden_states + self.drop_path(mlp_output)
+
+
+class MVPPooler(nn.Module):
+    """LayerNorm of the mean patch token (`use_mean_pooling`), else the [CLS] token."""
+
+    def __init__(self, config: MVPConfig) -> None:
+        super().__init__()
+        self.layernorm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.use_mean_pooling else None
+        )
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.layernorm is not None:
+            return self.layernorm(hidden_states[:, 1:].mean(dim=1))
+        return hidden_states[:, 0]
+
+
+class MVPPredictionHead(nn.Module):
+    """LayerNorm → Linear(hidden_size → teacher_dim): the student's guess of the teacher's token features."""
+
+    def __init__(self, config: MVPConfig) -> None:
+        super().__init__()
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.projection = nn.Linear(config.hidden_size, config.teacher_dim)
+
+    def forward(self, patch_tokens: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.layernorm(patch_tokens))
+
+
+class MVPPreTrainedModel(PreTrainedModel):
+    config: MVPConfig
+    base_model_prefix = "mvp"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["MVPEmbeddings", "MVPLayer"]
+    _supports_sdpa = True
+    # The relative position bias is an additive float mask, which flash attention cannot take.
+    _supports_flash_attn = False
+    _supports_flex_attn = False
+    _supports_attention_backend = True
+    _can_record_outputs = {"hidden_states": MVPLayer, "attentions": MVPSelfAttention}
+    _input_embed_layer = "patch_embeddings"
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """BEiT's initialisation: truncated normal everywhere, block output projections scaled by depth."""
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            init.trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, MVPEmbeddings):
+            init.trunc_normal_(module.cls_token, std=std)
+            if module.mask_token is not None:
+                init.trunc_normal_(module.mask_token, std=std)
+            if module.position_embeddings is not None:
+                init.trunc_normal_(module.position_embeddings, std=std)
+        elif isinstance(module, MVPRelativePositionBias):
+            init.zeros_(module.relative_position_bias_table)
+        elif isinstance(module, MVPLayer):
+            # Children are initialised before their parent, so this overrides the generic Linear init: the
+            # residual branches of deeper blocks start smaller (BEiT's `fix_init_weight`).
+            depth_std = std / math.sqrt(2.0 * (module.layer_index + 1))
+            init.trunc_normal_(module.attention.o_proj.weight, std=depth_std)
+            init.trunc_normal_(module.mlp.fc2.weight, std=depth_std)
+            if module.layer_scale_1 is not None:
+                init.constant_(module.layer_scale_1, self.config.layer_scale_init_value)
+                init.constant_(module.layer_scale_2, self.config.layer_scale_init_value)
+
+    @property
+    def num_lr_decay_layers(self) -> int:
+        """Depth groups for layer-wise LR decay: embeddings, one per block, and everything after the blocks."""
+        return self.config.num_hidden_layers + 2
+
+    def get_layer_id_for_lr_decay(self, param_name: str) -> int:
+        """Layer-wise LR decay group of a parameter (BEiT's rule).
+
+        Embeddings ([CLS], [MASK], positions, patch projection) → 0, block i → i + 1, everything else (shared
+        relative position bias, final norms, heads) → `num_lr_decay_layers - 1`.
+        """
+        if re.search(r"(?:^|\.)embeddings\.", param_name):
+            return 0
+        block = re.search(r"(?:^|\.)layers\.(\d+)\.", param_name)
+        if block is not None:
+            return int(block.group(1)) + 1
+        return self.num_lr_decay_layers - 1
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names exempt from weight decay: tokens, position embeddings and relative bias tables."""
+        return {
+            name
+            for name, _ in self.named_parameters()
+            if name.endswith(("cls_token", "mask_token", "position_embeddings", "relative_position_bias_table"))
+        }
+
+    @classmethod
+    def from_beit(cls, path: str | PathLike, **config_overrides) -> "MVPPreTrainedModel":
+        """Builds this class from a transformers BEiT checkpoint (a folder, or weights beside a config.json).
+
+        Args:
+            path: A `save_pretrained` folder of any BEiT class (`BeitModel`, `BeitForMaskedImageModeling`,
+                `BeitForImageClassification`, ...), or a `.safetensors` / `.pth` / `.bin` file inside such a folder.
+            config_overrides: MVPConfig fields to set on top of the converted config (e.g. `teacher_dim=768`).
+
+        Returns:
+            The model with the BEiT encoder weights loaded; parts BEiT does not have (e.g. the MVP prediction head)
+            keep their fresh initialisation.
+        """
+        from .convert_mvp_original_to_hf import config_from_original, load_beit_checkpoint, load_beit_weights
+
+        beit_config, beit_state_dict = load_beit_checkpoint(path)
+        config = config_from_original(beit_config, kind="beit")
+        for name, value in config_overrides.items():
+            setattr(config, name, value)
+        model = cls(config)
+        load_beit_weights(model, beit_state_dict)
+        return model
+
+
+class MVPModel(MVPPreTrainedModel):
+    """The bare MVP (BEiT-style) encoder returning all tokens and a pooled representation."""
+
+    def __init__(self, config: MVPConfig, add_pooling_layer: bool = True) -> None:
+        super().__init__(config)
+        self.embeddings = MVPEmbeddings(config)
+        self.shared_relative_position_bias = (
+            MVPRelativePositionBias(config) if config.use_shared_relative_position_bias else None
+        )
+        depth = config.num_hidden_layers
+        drop_path_rates = [config.drop_path_rate * index / max(depth - 1, 1) for index in range(depth)]
+        self.layers = nn.ModuleList(
+            [MVPLayer(config, layer_index=index, drop_path_rate=rate) for index, rate in enumerate(drop_path_rates)]
+        )
+        # With mean pooling the pooler normalises the pooled vector instead (BEiT's fc_norm).
+        self.layernorm = (
+            nn.Identity() if config.use_mean_pooling else nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        )
+        self.pooler = MVPPooler(config) if add_pooling_layer else None
+        self.post_init()
+
+    def get_input_embeddings(self) -> MVPPatchEmbeddings:
+        return self.embeddings.patch_embeddings
+
+    @merge_with_config_defaults
+    @capture_outputs(tie_last_hidden_states=False)
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        bool_masked_pos: torch.BoolTensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutputWithPooling:
+        r"""Encodes images; masks patches only when `bool_masked_pos` is given.
+
+        Args:
+            pixel_values: (B, C, H, W) with H and W divisible by the patch size.
+            bool_masked_pos: Optional (B, N) bool (or (B, h, w)), True = replace that patch by the [MASK] token.
+
+        Returns:
+            `last_hidden_state` (B, 1 + N, C) ([CLS] first), `pooler_output` (B, C) when the pooler exists,
+            and `hidden_states` / `attentions` when requested.
+        """
+        if pixel_values is None:
+            raise ValueError("MVPModel needs `pixel_values` of shape (batch, channels, height, width).")
+        hidden_states, grid_size = self.embeddings(pixel_values, bool_masked_pos=bool_masked_pos)
+        attention_bias = None
+        if self.shared_relative_position_bias is not None:
+            attention_bias = self.shared_relative_position_bias(grid_size)
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, attention_bias, grid_size, **kwargs)
+        sequence_output = self.layernorm(hidden_states)
+        pooled_output = self.pooler(sequence_output) if self.pooler is not None else None
+        return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=pooled_output)
+
+
+class MVPBackbone(BackboneMixin, MVPPreTrainedModel):
+    """MVP encoder as a backbone for UperNet, DETR, Mask2Former, DPT, ... heads.
+
+    Stages are "stem" (embeddings output) and one per block. Feature maps are (B, C, H/p, W/p) with
+    `config.reshape_hidden_states=True`, else the raw (B, 1 + N, C) tokens that ViT necks such as DPT expect.
+    """
+
+    def __init__(self, config: MVPConfig) -> None:
+        super().__init__(config)
+        self.num_features = [config.hidden_size] * (config.num_hidden_layers + 1)
+        self.mvp = MVPModel(config, add_pooling_layer=False)
+        self.post_init()
+
+    @can_return_tuple
+    @filter_output_hidden_states
+    def forward(self, pixel_values: torch.Tensor, **kwargs: Unpack[TransformersKwargs]) -> BackboneOutput:
+        """(B, C, H, W) pixels → `feature_maps` for `config.out_features` (+ hidden states / attentions if asked)."""
+        outputs = self.mvp(pixel_values, **kwargs)
+        batch_size, _, height, width = pixel_values.shape
+        patch_size = self.config.patch_size
+        feature_maps = ()
+        for stage, hidden_state in zip(self.stage_names, outputs.hidden_states):
+            if stage not in self.out_features:
+                continue
+            if self.config.reshape_hidden_states:
+                hidden_state = hidden_state[:, 1:].transpose(1, 2)
+                hidden_state = hidden_state.reshape(batch_size, -1, height // patch_size, width // patch_size)
+            feature_maps += (hidden_state,)
+        return BackboneOutput(feature_maps=feature_maps, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+
+
+class MVPForPreTraining(TeacherHolderMixin, MVPPreTrainedModel):
+    """MVP pre-training: masked patches predict a frozen CLIP vision tower's projected patch tokens.
+
+    Attach the teacher with `model.set_teacher(FrozenTeacher.from_pretrained(folder))` (or `load_teacher(folder)`),
+    or pass precomputed `teacher_features`. The teacher is never part of `state_dict()` / `parameters()`.
+    """
+
+    def __init__(self, config: MVPConfig) -> None:
+        super().__init__(config)
+        if not config.use_mask_token:
+            raise ValueError("MVPForPreTraining replaces masked patches by a [MASK] token: set config.use_mask_token=True.")
+        self.mvp = MVPModel(config, add_pooling_layer=False)
+        self.head = MVPPredictionHead(config)
+        self.post_init()
+
+    def set_teacher(self, teacher: nn.Module | None) -> None:
+        """Attaches a frozen teacher (see `TeacherHolderMixin`), checking its feature width against the config."""
+        feature_dim = getattr(teacher, "feature_dim", None)
+        if feature_dim is not None and feature_dim != self.config.teacher_dim:
+            raise ValueError(
+                f"The teacher returns {feature_dim}-d features but config.teacher_dim is {self.config.teacher_dim}: "
+                "build the model with teacher_dim matching the teacher."
+            )
+        super().set_teacher(teacher)
+
+    def load_teacher(self, path: str | PathLike | None = None, **teacher_kwargs) -> nn.Module:
+        """Loads a `FrozenTeacher` from a local folder (default `config.teacher_name_or_path`), attaches it and
+        records its path in the config. Extra arguments go to `FrozenTeacher.from_pretrained`."""
+        from ...teachers import FrozenTeacher
+
+        path = path if path is not None else self.config.teacher_name_or_path
+        if path is None:
+            raise ValueError("No teacher folder: pass `path` or set config.teacher_name_or_path.")
+        teacher_kwargs.setdefault("target_grid", self.config.grid_size)
+        teacher = FrozenTeacher.from_pretrained(path, **teacher_kwargs)
+        self.set_teacher(teacher)
+        self.config.teacher_name_or_path = str(path)
+        return teacher
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        bool_masked_pos: torch.BoolTensor | None = None,
+        teacher_features: torch.Tensor | None = None,
+        teacher_pixel_values: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MVPForPreTrainingOutput:
+        r"""Masks, encodes, predicts the teacher's features and scores the masked patches.
+
+        Args:
+            pixel_values: (B, C, H, W) student input.
+            bool_masked_pos: (B, N) bool, True = masked. If None, a BEiT block mask with `config.num_masked_patches`
+                (or `mask_ratio`) patches is sampled.
+            teacher_features: (B, N, teacher_dim) precomputed targets; if None the attached teacher computes them.
+            teacher_pixel_values: Pixels prepared for the teacher (its own normalisation/size), passed to it.
+
+        Returns:
+            `MVPForPreTrainingOutput` with `loss`, `losses={"feature": ...}`, `logits` (B, N, teacher_dim),
+            `bool_masked_pos`, `teacher_features` and the encoder's hidden states / attentions when requested.
+        """
+        if pixel_values is None:
+            raise ValueError("MVPForPreTraining needs `pixel_values` of shape (batch, channels, height, width).")
+        grid_size = self.mvp.embeddings.patch_embeddings.grid_size(pixel_values)
+        batch_size, num_patches = pixel_values.shape[0], grid_size[0] * grid_size[1]
+        if bool_masked_pos is None:
+            bool_masked_pos = block_mask(
+                batch_size,
+                grid_size,
+                self.config.num_masked_for(num_patches),
+                min_block_tokens=self.config.min_block_tokens,
+                min_aspect=self.config.min_aspect,
+                max_aspect=self.config.max_aspect,
+                device=pixel_values.device,
+            )
+        else:
+            bool_masked_pos = validate_bool_masked_pos(bool_masked_pos, batch_size, num_patches)
+
+        outputs = self.mvp(pixel_values, bool_masked_pos=bool_masked_pos, **kwargs)
+        predictions = self.head(outputs.last_hidden_state[:, 1:])
+
+        if teacher_features is None:
+            teacher_features = self._run_teacher(pixel_values, teacher_pixel_values)
+        expected_shape = tuple(predictions.shape)
+        if not isinstance(teacher_features, torch.Tensor) or tuple(teacher_features.shape) != expected_shape:
+            got = tuple(teacher_features.shape) if isinstance(teacher_features, torch.Tensor) else type(teacher_features)
+            raise ValueError(
+                f"teacher_features must have shape (batch, num_patches, teacher_dim) = {expected_shape}, got {got}. "
+                "The teacher's patch grid must equal the student's (FrozenTeacher(target_grid=...)) and its width "
+                "config.teacher_dim."
+            )
+
+        losses = {
+            "feature": feature_regression_loss(
+                predictions,
+                teacher_features,
+                bool_masked_pos,
+                loss_type=self.config.loss_type,
+                normalize_target=self.config.normalize_target,
+                target_norm_eps=self.config.layer_norm_eps,
+                beta=self.config.smooth_l1_beta,
+            )
+        }
+        loss = weighted_total(losses, {"feature": self.config.feature_loss_weight})
+        return MVPForPreTrainingOutput(
+            loss=loss,
+            losses=losses,
+            logits=predictions,
+            bool_masked_pos=bool_masked_pos,
+            teacher_features=teacher_features,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+class MVPForImageClassification(MVPPreTrainedModel):
+    """MVP encoder with a linear classifier on the pooled representation (mean patch token or [CLS])."""
+
+    def __init__(self, config: MVPConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.mvp = MVPModel(config, add_pooling_layer=True)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> ImageClassifierOutput:
+        """(B, C, H, W) pixels (+ optional (B,) labels) → (B, num_labels) logits and the loss."""
+        outputs = self.mvp(pixel_values, **kwargs)
+        logits = self.classifier(outputs.pooler_output)
+        loss = self.loss_function(labels, logits, self.config) if labels is not None else None
+        return ImageClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+__all__ = [
+    "MVPBackbone",
+    "MVPForImageClassification",
+    "MVPForPreTraining",
+    "MVPForPreTrainingOutput",
+    "MVPModel",
+    "MVPPreTrainedModel",
+]
