@@ -1,0 +1,215 @@
+"""BEiT → MVP conversion: exact parity with transformers' BEiT on random weights, both key layouts, errors, CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    BeitConfig,
+    BeitForImageClassification,
+    BeitForMaskedImageModeling,
+    BeitImageProcessorPil,
+    BeitModel,
+)
+
+import hf_unified_pretrain  # noqa: F401  (registers the Auto classes)
+from hf_unified_pretrain.models.mvp import MVPBackbone, MVPForImageClassification, MVPForPreTraining, MVPModel
+from hf_unified_pretrain.models.mvp.convert_mvp_original_to_hf import (
+    config_from_original,
+    convert_state_dict,
+    load_beit_weights,
+    main,
+)
+
+from .helpers import fixed_mask, pixels
+
+BEIT_CONFIGS = {
+    # BEiT pre-training layout: one shared relative position bias, mean pooling, mask token
+    "shared-bias+mean-pool": dict(
+        use_shared_relative_position_bias=True, use_mean_pooling=True, use_mask_token=True, layer_scale_init_value=0.1
+    ),
+    # BEiT fine-tuning layout: a bias table per block, [CLS] pooling after a final norm, absolute positions too
+    "per-layer-bias+cls-pool": dict(
+        use_relative_position_bias=True,
+        use_mean_pooling=False,
+        use_absolute_position_embeddings=True,
+        use_mask_token=True,
+        layer_scale_init_value=0.5,
+    ),
+}
+
+
+def beit_config(kind: str, **extra) -> BeitConfig:
+    return BeitConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        image_size=32,
+        patch_size=8,
+        layer_norm_eps=1e-6,
+        **BEIT_CONFIGS[kind],
+        **extra,
+    )
+
+
+def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """BEiT zero-initialises [CLS], [MASK], position and bias tables: give every parameter a random value."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
+    return model.eval()
+
+
+def to_legacy_layout(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Renames transformers-v5 BEiT keys to the v4 layout most Hub folders still use."""
+    rules = [
+        (r"\.layers\.(\d+)\.attention\.q_proj\.", r".encoder.layer.\1.attention.attention.query."),
+        (r"\.layers\.(\d+)\.attention\.k_proj\.", r".encoder.layer.\1.attention.attention.key."),
+        (r"\.layers\.(\d+)\.attention\.v_proj\.", r".encoder.layer.\1.attention.attention.value."),
+        (r"\.layers\.(\d+)\.attention\.o_proj\.", r".encoder.layer.\1.attention.output.dense."),
+        (r"\.layers\.(\d+)\.mlp\.fc1\.", r".encoder.layer.\1.intermediate.dense."),
+        (r"\.layers\.(\d+)\.mlp\.fc2\.", r".encoder.layer.\1.output.dense."),
+        (r"\.layers\.(\d+)\.relative_position_bias\.", r".encoder.layer.\1.attention.attention.relative_position_bias."),
+        (r"\.layers\.(\d+)\.", r".encoder.layer.\1."),
+        (r"\.shared_position_bias\.", r".encoder.relative_position_bias."),
+    ]
+    legacy = {}
+    for key, value in state_dict.items():
+        for pattern, replacement in rules:
+            if re.search(pattern, key):
+                key = re.sub(pattern, replacement, key)
+                break
+        legacy[key] = value
+    # v4 checkpoints also stored the relative position index buffers
+    legacy["beit.encoder.layer.0.attention.attention.relative_position_bias.relative_position_index"] = torch.zeros(1)
+    return legacy
+
+
+@pytest.mark.parametrize("kind", sorted(BEIT_CONFIGS))
+@pytest.mark.parametrize("size", [32, 48], ids=["train-res", "other-res"])
+def test_converted_model_reproduces_beit_model(kind, size):
+    beit = randomise(BeitModel(beit_config(kind)))
+    config = config_from_original(beit.config.to_dict())
+    model = MVPModel(config).eval()
+    load_beit_weights(model, {f"beit.{key}": value for key, value in beit.state_dict().items()})
+
+    mask = fixed_mask(num_patches=(size // 8) ** 2)
+    with torch.no_grad():
+        for kwargs in ({}, {"bool_masked_pos": mask}):
+            expected = beit(pixels(size=size), output_hidden_states=True, **kwargs)
+            actual = model(pixels(size=size), output_hidden_states=True, **kwargs)
+            torch.testing.assert_close(actual.last_hidden_state, expected.last_hidden_state)
+            torch.testing.assert_close(actual.pooler_output, expected.pooler_output)
+            assert len(actual.hidden_states) == len(expected.hidden_states) == 3
+            for mine, theirs in zip(actual.hidden_states, expected.hidden_states):
+                torch.testing.assert_close(mine, theirs)
+
+
+@pytest.mark.parametrize("kind", sorted(BEIT_CONFIGS))
+def test_legacy_and_v5_layouts_convert_to_the_same_weights(kind):
+    beit = randomise(BeitForMaskedImageModeling(beit_config(kind)))
+    config = config_from_original(beit.config.to_dict())
+    current = convert_state_dict(beit.state_dict(), config)
+    legacy = convert_state_dict(to_legacy_layout(beit.state_dict()), config)
+    assert current.keys() == legacy.keys()
+    assert all(torch.equal(current[key], legacy[key]) for key in current)
+    # BEiT-MIM's final norm becomes the norm in front of MVP's head; its dVAE-token head has no counterpart.
+    torch.testing.assert_close(current["head.layernorm.weight"], beit.layernorm.weight)
+    assert not any(key.startswith("lm_head") for key in current)
+
+
+def test_converted_classifier_reproduces_beit_logits():
+    beit = randomise(BeitForImageClassification(beit_config("shared-bias+mean-pool", num_labels=5)))
+    config = config_from_original(beit.config.to_dict())
+    assert config.num_labels == 5
+    model = MVPForImageClassification(config).eval()
+    assert load_beit_weights(model, beit.state_dict()) == []
+    with torch.no_grad():
+        torch.testing.assert_close(model(pixels()).logits, beit(pixels()).logits)
+
+
+def test_conversion_errors_list_unknown_missing_and_mis_shaped_keys():
+    beit = randomise(BeitModel(beit_config("shared-bias+mean-pool")))
+    config = config_from_original(beit.config.to_dict())
+    state = {f"beit.{key}": value for key, value in beit.state_dict().items()}
+
+    with pytest.raises(ValueError, match=r"unknown keys.*'beit\.fpn1\.weight'"):
+        convert_state_dict({**state, "beit.fpn1.weight": torch.zeros(1)}, config)
+    without = {key: value for key, value in state.items() if key != "beit.layers.1.mlp.fc1.weight"}
+    with pytest.raises(ValueError, match=r"missing keys.*'mvp\.layers\.1\.mlp\.fc1\.weight'"):
+        convert_state_dict(without, config)
+    resized = config_from_original({**beit.config.to_dict(), "image_size": 64})
+    with pytest.raises(ValueError, match=r"shape mismatches.*shared_relative_position_bias"):
+        convert_state_dict(state, resized)
+
+
+def test_config_conversion_rejects_other_models():
+    with pytest.raises(ValueError, match="kind='beit'"):
+        config_from_original({}, kind="timm")
+    with pytest.raises(ValueError, match="model_type 'vit'"):
+        config_from_original({"model_type": "vit"})
+
+
+def test_config_conversion_keeps_beit_defaults_and_backbone_stages():
+    config = config_from_original({"model_type": "beit", "out_indices": [1, 2]})
+    # absent fields follow BeitConfig (not MVPConfig) defaults, as transformers would load the folder
+    assert config.use_shared_relative_position_bias is False and config.use_mask_token is False
+    assert config.layer_norm_eps == BeitConfig().layer_norm_eps
+    assert config.out_indices == [1, 2] and config.out_features == ["stage1", "stage2"]
+
+
+@pytest.fixture(scope="module")
+def beit_classifier_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("beit_classifier")
+    beit = randomise(BeitForImageClassification(beit_config("per-layer-bias+cls-pool", num_labels=3)))
+    beit.save_pretrained(folder)
+    BeitImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder, beit
+
+
+def test_cli_converts_a_beit_folder(beit_classifier_folder, tmp_path):
+    folder, beit = beit_classifier_folder
+    main(["--checkpoint", str(folder), "--output_dir", str(tmp_path), "--verify", "--set", "teacher_dim=16"])
+    model = AutoModelForImageClassification.from_pretrained(tmp_path).eval()
+    assert isinstance(model, MVPForImageClassification) and model.config.teacher_dim == 16
+    with torch.no_grad():
+        torch.testing.assert_close(model(pixels()).logits, beit(pixels()).logits)
+    processor = AutoImageProcessor.from_pretrained(tmp_path)
+    assert type(processor).__name__ == "MVPImageProcessor"
+    assert list(processor.image_mean) == [0.5, 0.5, 0.5] and processor.size["height"] == 32
+
+
+def test_cli_reads_a_pth_file_with_a_wrapper(beit_classifier_folder, tmp_path):
+    folder, beit = beit_classifier_folder
+    torch.save({"model": beit.state_dict()}, tmp_path / "beit.pth")
+    config_file = tmp_path / "beit_config.json"
+    config_file.write_text(json.dumps(beit.config.to_dict()))
+    main(["--checkpoint", str(tmp_path / "beit.pth"), "--config", str(config_file), "--output_dir", str(tmp_path / "out"), "--task", "model"])
+    model = MVPModel.from_pretrained(tmp_path / "out").eval()
+    with torch.no_grad():
+        expected = beit.beit(pixels()).pooler_output
+        torch.testing.assert_close(model(pixels()).pooler_output, expected)
+
+
+def test_from_beit_builds_any_mvp_class(tmp_path):
+    mim = randomise(BeitForMaskedImageModeling(beit_config("shared-bias+mean-pool")))
+    mim.save_pretrained(tmp_path)
+    pretraining = MVPForPreTraining.from_beit(tmp_path, teacher_dim=16)
+    torch.testing.assert_close(pretraining.mvp.embeddings.mask_token, mim.beit.embeddings.mask_token)
+    torch.testing.assert_close(pretraining.head.layernorm.bias, mim.layernorm.bias)
+    assert pretraining.head.projection.out_features == 16
+
+    backbone = MVPBackbone.from_beit(tmp_path, out_indices=[1, 2]).eval()
+    with torch.no_grad():
+        hidden = mim.beit(pixels(), output_hidden_states=True).hidden_states
+        maps = backbone(pixels()).feature_maps
+    assert len(maps) == 2
+    for feature_map, tokens in zip(maps, hidden[1:]):
+        torch.testing.assert_close(feature_map, tokens[:, 1:].transpose(1, 2).reshape(2, 32, 4, 4))
