@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,28 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_ROOT = REPO_ROOT.parent / "shared"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# `from tests.conftest import ...` / `from tests.hf_testers import ...` must work however pytest was started
+# (`python -m pytest` puts the working directory on sys.path, a bare `pytest` does not).
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+def pytest_configure(config):
+    """Prepares transformers' common testers before any test module is imported (see tests/hf_testers.py).
+
+    Builds `<repo>/.cache/hf_testers/<transformers version>/` on first use (pip download of the sdist, file-locked
+    and atomic) and puts it on sys.path, so test modules can `import hf_tests.*`. A failure (PyPI unreachable) only
+    warns here: the modules that use the testers then fail on import with the full explanation.
+    """
+    from tests.hf_testers import HFTestersUnavailable, activate_hf_testers
+
+    try:
+        activate_hf_testers()
+    except HFTestersUnavailable as error:
+        config.issue_config_time_warning(
+            pytest.PytestWarning(f"transformers' common testers are unavailable: {error}"), stacklevel=2
+        )
 
 
 def shared_path(*parts: str) -> Path:
