@@ -1,0 +1,44 @@
+"""Training utilities shared by every run script: arguments, the pre-training Trainer, callbacks, plots.
+
+Models are reached only through configs and the transformers Auto classes.
+"""
+
+from .arguments import (
+    BASE_LEARNING_RATE_BATCH_SIZE,
+    DataArguments,
+    ModelArguments,
+    PretrainingArguments,
+    parse_args_or_json,
+)
+from .callbacks import LOSS_CURVE_NAME, LossCurveCallback
+from .plots import plot_loss_curves, plot_reconstruction
+from .script_utils import (
+    attach_frozen_teacher,
+    build_config,
+    build_pretraining_model,
+    detect_last_checkpoint,
+    resolve_resume_checkpoint,
+    setup_logging,
+)
+from .trainer import LOSS_PART_PREFIX, PretrainingTrainer, build_parameter_groups
+
+__all__ = [
+    "BASE_LEARNING_RATE_BATCH_SIZE",
+    "LOSS_CURVE_NAME",
+    "LOSS_PART_PREFIX",
+    "DataArguments",
+    "LossCurveCallback",
+    "ModelArguments",
+    "PretrainingArguments",
+    "PretrainingTrainer",
+    "attach_frozen_teacher",
+    "build_config",
+    "build_parameter_groups",
+    "build_pretraining_model",
+    "detect_last_checkpoint",
+    "parse_args_or_json",
+    "plot_loss_curves",
+    "plot_reconstruction",
+    "resolve_resume_checkpoint",
+    "setup_logging",
+]

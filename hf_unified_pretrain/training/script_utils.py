@@ -1,0 +1,191 @@
+"""Helpers that keep every `training_scripts/run_<method>.py` short: logging, resuming, config/model/teacher set-up.
+
+Models are reached only through the transformers Auto classes and configs (registered by importing
+`hf_unified_pretrain`), never through one method's modules.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import datasets
+import transformers
+from transformers import AutoConfig, AutoModelForPreTraining, PreTrainedConfig, PreTrainedModel, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from .arguments import ModelArguments
+
+logger = logging.getLogger(__name__)
+
+_RESUME_LAST = {"last", "true", "True", "latest"}
+
+
+def setup_logging(training_args: TrainingArguments, name: str = "hf_unified_pretrain") -> logging.Logger:
+    """Configures Python, transformers and datasets logging like the official example scripts.
+
+    Returns:
+        The logger `name`, at the process log level (INFO on the main process by default, WARNING elsewhere).
+    """
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    if training_args.should_log:
+        transformers.utils.logging.set_verbosity_info()
+    log_level = training_args.get_process_log_level()
+    run_logger = logging.getLogger(name)
+    run_logger.setLevel(log_level)
+    logging.getLogger("hf_unified_pretrain").setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+    run_logger.warning(
+        "Process rank: %s, device: %s, n_gpu: %s, distributed training: %s, 16-bits training: fp16=%s bf16=%s",
+        training_args.local_process_index,
+        training_args.device,
+        training_args.n_gpu,
+        training_args.parallel_mode.value == "distributed",
+        training_args.fp16,
+        training_args.bf16,
+    )
+    run_logger.info("Training/evaluation parameters %s", training_args)
+    return run_logger
+
+
+def detect_last_checkpoint(training_args: TrainingArguments) -> str | None:
+    """The newest `checkpoint-<step>` folder in `output_dir` when training, else None (logged clearly)."""
+    output_dir = Path(training_args.output_dir)
+    if not training_args.do_train or not output_dir.is_dir():
+        return None
+    last = get_last_checkpoint(str(output_dir))
+    if last is not None:
+        logger.info(
+            "Checkpoint detected, resuming training from %s. To start from scratch, pass another --output_dir or "
+            "delete this folder.",
+            last,
+        )
+    elif any(output_dir.iterdir()):
+        logger.warning(
+            "Output directory %s is not empty but holds no checkpoint-<step> folder: training starts from scratch "
+            "and may overwrite its files.",
+            output_dir,
+        )
+    return last
+
+
+def resolve_resume_checkpoint(training_args: TrainingArguments) -> str | None:
+    """The checkpoint to resume from: `--resume_from_checkpoint <path>`, `last` (newest in output_dir) or auto.
+
+    Without `--resume_from_checkpoint` the newest checkpoint in `output_dir` is resumed automatically (as the
+    official example scripts do). The result is also stored in `training_args.resume_from_checkpoint`, where
+    callbacks (e.g. `EMACallback`) look for it.
+
+    Raises:
+        FileNotFoundError: an explicit path does not exist, or `last` finds no checkpoint.
+    """
+    requested = training_args.resume_from_checkpoint
+    if requested in _RESUME_LAST:
+        resolved = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        if resolved is None:
+            raise FileNotFoundError(
+                f"--resume_from_checkpoint {requested} found no checkpoint-<step> folder in {training_args.output_dir}."
+            )
+    elif requested is not None:
+        if not os.path.isdir(requested):
+            raise FileNotFoundError(
+                f"--resume_from_checkpoint {requested} does not exist: pass a checkpoint-<step> folder written by the "
+                "Trainer, or 'last' for the newest one in --output_dir."
+            )
+        resolved = requested
+    else:
+        resolved = detect_last_checkpoint(training_args)
+    training_args.resume_from_checkpoint = resolved
+    return resolved
+
+
+def build_config(model_args: ModelArguments) -> PreTrainedConfig:
+    """Config from `--config_name`, `--model_name_or_path` or `--model_type` (+ `--config_overrides`)."""
+    hub_kwargs = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision, "token": model_args.token}
+    if model_args.config_name:
+        config = AutoConfig.from_pretrained(model_args.config_name, **hub_kwargs)
+    elif model_args.model_name_or_path:
+        config = AutoConfig.from_pretrained(model_args.model_name_or_path, **hub_kwargs)
+    elif model_args.model_type:
+        config = AutoConfig.for_model(model_args.model_type)
+        logger.info("Training a new %s model from scratch.", model_args.model_type)
+    else:
+        raise ValueError("Pass --model_name_or_path, --config_name or --model_type to say which model to train.")
+    if model_args.config_overrides:
+        logger.info("Overriding config: %s", model_args.config_overrides)
+        config.update_from_string(model_args.config_overrides)
+    if model_args.teacher_name_or_path is not None and hasattr(config, "teacher_name_or_path"):
+        config.teacher_name_or_path = model_args.teacher_name_or_path
+    return config
+
+
+def build_pretraining_model(
+    model_args: ModelArguments, config: PreTrainedConfig, auto_class: type = AutoModelForPreTraining
+) -> PreTrainedModel:
+    """The pre-training model: loaded from `--model_name_or_path`, else freshly initialised from `config`."""
+    if model_args.model_name_or_path:
+        return auto_class.from_pretrained(
+            model_args.model_name_or_path,
+            config=config,
+            cache_dir=model_args.cache_dir,
+            revision=model_args.model_revision,
+            token=model_args.token,
+            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+        )
+    return auto_class.from_config(config)
+
+
+def attach_frozen_teacher(
+    model: PreTrainedModel,
+    model_args: ModelArguments,
+    input_mean: Sequence[float],
+    input_std: Sequence[float],
+    target_grid: int | Sequence[int] | None = None,
+) -> PreTrainedModel:
+    """Loads the frozen teacher named by `--teacher_name_or_path` (or the config) and attaches it to `model`.
+
+    Args:
+        model: a model with `set_teacher` (see `TeacherHolderMixin`).
+        input_mean / input_std: the normalisation of the student's pixels (undone by the teacher).
+        target_grid: teacher patch grid; default the student's `image_size // patch_size` when the config has both.
+
+    Returns:
+        `model`, with the teacher attached outside its module tree.
+    """
+    from ..teachers import FrozenTeacher
+
+    path = model_args.teacher_name_or_path or getattr(model.config, "teacher_name_or_path", None)
+    if not path:
+        raise ValueError(
+            f"{type(model).__name__} needs a teacher: pass --teacher_name_or_path <local folder with config.json and "
+            "model.safetensors>."
+        )
+    if not hasattr(model, "set_teacher"):
+        raise ValueError(f"{type(model).__name__} has no `set_teacher`: it does not train against a teacher.")
+    if target_grid is None:
+        image_size, patch_size = getattr(model.config, "image_size", None), getattr(model.config, "patch_size", None)
+        if isinstance(image_size, int) and isinstance(patch_size, int):
+            target_grid = image_size // patch_size
+    teacher = FrozenTeacher.from_pretrained(
+        path,
+        model_class=model_args.teacher_model_class,
+        feature=model_args.teacher_feature,
+        target_grid=target_grid,
+        input_mean=input_mean,
+        input_std=input_std,
+    )
+    model.set_teacher(teacher)
+    if hasattr(model.config, "teacher_name_or_path"):
+        model.config.teacher_name_or_path = str(path)
+    logger.info("Attached frozen teacher %s (%d-d features on a %s grid).", path, teacher.feature_dim, teacher.grid_size)
+    return model
