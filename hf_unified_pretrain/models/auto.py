@@ -20,6 +20,14 @@ from transformers import (
 
 # Each method package exports the classes named here; adding a method is adding one row.
 _METHODS: dict[str, dict[str, str]] = {
+    "itpn": {
+        "config": "ITPNConfig",
+        "model": "ITPNModel",
+        "pretraining": "ITPNForPreTraining",
+        "backbone": "ITPNBackbone",
+        "classification": "ITPNForImageClassification",
+        "image_processor": "ITPNImageProcessor",
+    },
     "mvp": {
         "config": "MVPConfig",
         "model": "MVPModel",
