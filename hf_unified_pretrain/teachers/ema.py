@@ -2,13 +2,13 @@
 
 `EMATeacher` is a frozen deep copy of (part of) the student, updated after every optimiser step as
 `ema = m * ema + (1 - m) * student` with one fused `torch._foreach_lerp_` call rather than a Python loop over
-tensors (the loop is what made EMA updates slow in other SSL libraries). The momentum `m` is constant or follows a cosine from `base_momentum` to `end_momentum` over
-training (BYOL / MoCo v3 / SiameseIM style).
+tensors (the loop is what made EMA updates slow in other SSL libraries). The momentum `m` is constant or follows a
+cosine from `base_momentum` to `end_momentum` over training (BYOL / MoCo v3 / SiameseIM style).
 
 `EMACallback` (in `ema_callback.py`, imported lazily so models need not import the Trainer stack) drives the
 updates from a `transformers.Trainer`, writes the EMA weights as safetensors into every checkpoint folder and
-restores them when training resumes. Attach the EMA copy to the student with
-`TeacherHolderMixin.set_teacher` so it never enters the student's `save_pretrained` output, optimiser or DDP.
+restores them when training resumes. Attach the EMA copy to the student with `TeacherHolderMixin.set_teacher` so it
+never enters the student's `save_pretrained` output, optimiser or DDP.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-from pathlib import Path
 
 import torch
 from safetensors.torch import load_model, save_model
@@ -104,15 +103,19 @@ class EMATeacher(nn.Module):
         if ema_parameters and ema_parameters[0].device != student_parameters[0].device:
             self.to(student_parameters[0].device)
         # Mixed-precision students may hold low-precision weights: the average is kept in the copy's own dtype.
-        student_tensors = [s.detach().to(e.dtype) for e, s in zip(ema_parameters, student_parameters)]
+        student_tensors = [s.detach().to(e.dtype) for e, s in zip(ema_parameters, student_parameters, strict=True)]
         torch._foreach_lerp_(ema_parameters, student_tensors, 1.0 - momentum)
         if self.copy_buffers:
             ema_buffers = list(self.module.buffers())
             student_buffers = list(student.buffers())
             if len(ema_buffers) != len(student_buffers):
-                raise ValueError(f"EMA copy has {len(ema_buffers)} buffers but the student has {len(student_buffers)}.")
+                raise ValueError(
+                    f"EMA copy has {len(ema_buffers)} buffers but the student has {len(student_buffers)}."
+                )
             if ema_buffers:
-                torch._foreach_copy_(ema_buffers, [b.to(e.dtype) for e, b in zip(ema_buffers, student_buffers)])
+                torch._foreach_copy_(
+                    ema_buffers, [b.to(e.dtype) for e, b in zip(ema_buffers, student_buffers, strict=True)]
+                )
 
     @torch.no_grad()
     def forward(self, *args, **kwargs):

@@ -129,7 +129,9 @@ class FrozenTeacher(nn.Module):
         self.target_grid = _as_pair(target_grid) if target_grid is not None else None
         self.resize_mode = resize_mode
         self._model_type = getattr(vision_config, "model_type", "")
-        self._accepts_interpolate = "interpolate_pos_encoding" in inspect.signature(self.vision_tower.forward).parameters
+        self._accepts_interpolate = (
+            "interpolate_pos_encoding" in inspect.signature(self.vision_tower.forward).parameters
+        )
 
         # x_teacher = (x_student * input_std + input_mean - teacher_mean) / teacher_std = x_student * scale + shift
         input_mean, input_std = torch.tensor(input_mean), torch.tensor(input_std)
@@ -173,7 +175,7 @@ class FrozenTeacher(nn.Module):
         vision_config = getattr(config, "vision_config", None) or config
         if getattr(vision_config, "patch_size", None) is None:
             raise ValueError(
-                f"Teacher folder {str(path)!r} holds a {config.model_type!r} config without `patch_size`/`image_size`: "
+                f"Teacher folder {str(path)!r} holds a {config.model_type!r} config without patch_size/image_size: "
                 "it is not a vision model. Pass the folder of a vision model such as CLIPVisionModelWithProjection."
             )
         model = _resolve_model_class(model_class).from_pretrained(

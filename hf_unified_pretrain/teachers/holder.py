@@ -71,7 +71,9 @@ class TeacherHolderMixin:
         """
         if teacher is not None:
             if not isinstance(teacher, nn.Module):
-                raise TypeError(f"set_teacher expects an nn.Module (e.g. a FrozenTeacher), got {type(teacher).__name__}.")
+                raise TypeError(
+                    f"set_teacher expects an nn.Module (e.g. a FrozenTeacher), got {type(teacher).__name__}."
+                )
             teacher.requires_grad_(False)
             teacher.eval()
         # Replace the slot instead of mutating it: a deep copy of this model shares the old slot object.

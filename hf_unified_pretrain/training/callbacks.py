@@ -25,7 +25,9 @@ class LossCurveCallback(TrainerCallback):
 
     def _draw(self, args, state) -> None:
         if state.is_world_process_zero:
-            plot_loss_curves(state.log_history, Path(args.output_dir) / self.filename, title=Path(args.output_dir).name)
+            plot_loss_curves(
+                state.log_history, Path(args.output_dir) / self.filename, title=Path(args.output_dir).name
+            )
 
     def on_save(self, args, state, control, **kwargs):
         self._draw(args, state)

@@ -36,9 +36,7 @@ def _loss_series(log_history: Sequence[Mapping], total_key: str) -> dict[str, tu
     return series
 
 
-def plot_loss_curves(
-    log_history: Sequence[Mapping], path: str | os.PathLike, title: str | None = None
-) -> Path | None:
+def plot_loss_curves(log_history: Sequence[Mapping], path: str | os.PathLike, title: str | None = None) -> Path | None:
     """Plots the training loss, every logged loss part and their eval counterparts against the optimiser step.
 
     Args:
@@ -133,7 +131,9 @@ def plot_reconstruction(
         The written path.
     """
     if (reconstruction is None) == (predictions is None or targets is None):
-        raise ValueError("Pass either `reconstruction` (pixel targets) or both `predictions` and `targets` (features).")
+        raise ValueError(
+            "Pass either `reconstruction` (pixel targets) or both `predictions` and `targets` (features)."
+        )
     batch, channels, height, width = pixel_values.shape
     if height % patch_size or width % patch_size:
         raise ValueError(f"Image size {height}x{width} is not divisible by patch_size={patch_size}.")

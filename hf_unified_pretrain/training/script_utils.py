@@ -94,7 +94,8 @@ def resolve_resume_checkpoint(training_args: TrainingArguments) -> str | None:
         resolved = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
         if resolved is None:
             raise FileNotFoundError(
-                f"--resume_from_checkpoint {requested} found no checkpoint-<step> folder in {training_args.output_dir}."
+                f"--resume_from_checkpoint {requested} found no checkpoint-<step> folder in "
+                f"{training_args.output_dir}."
             )
     elif requested is not None:
         if not os.path.isdir(requested):
@@ -187,5 +188,7 @@ def attach_frozen_teacher(
     model.set_teacher(teacher)
     if hasattr(model.config, "teacher_name_or_path"):
         model.config.teacher_name_or_path = str(path)
-    logger.info("Attached frozen teacher %s (%d-d features on a %s grid).", path, teacher.feature_dim, teacher.grid_size)
+    logger.info(
+        "Attached frozen teacher %s (%d-d features on a %s grid).", path, teacher.feature_dim, teacher.grid_size
+    )
     return model

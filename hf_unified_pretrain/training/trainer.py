@@ -53,7 +53,9 @@ def build_parameter_groups(
         `lr`, `lr_scale` and `layer_id` (-1 without layer decay). Frozen parameters are left out.
     """
     if layer_decay is not None:
-        if not callable(getattr(model, "get_layer_id_for_lr_decay", None)) or not hasattr(model, "num_lr_decay_layers"):
+        if not callable(getattr(model, "get_layer_id_for_lr_decay", None)) or not hasattr(
+            model, "num_lr_decay_layers"
+        ):
             raise ValueError(
                 f"--layer_decay needs a model defining `get_layer_id_for_lr_decay(param_name)` and "
                 f"`num_lr_decay_layers`; {type(model).__name__} does not. Unset --layer_decay."
@@ -70,7 +72,8 @@ def build_parameter_groups(
             layer_id = int(model.get_layer_id_for_lr_decay(name))
             if not 0 <= layer_id < num_layers:
                 raise ValueError(
-                    f"get_layer_id_for_lr_decay({name!r}) = {layer_id} is outside [0, num_lr_decay_layers={num_layers})."
+                    f"get_layer_id_for_lr_decay({name!r}) = {layer_id} is outside "
+                    f"[0, num_lr_decay_layers={num_layers})."
                 )
             scale = layer_decay ** (num_layers - 1 - layer_id)
         group = groups.setdefault(

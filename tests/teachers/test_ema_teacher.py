@@ -12,7 +12,13 @@ from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 from transformers.utils import ModelOutput
 
-from hf_unified_pretrain.teachers import EMA_WEIGHTS_NAME, EMACallback, EMATeacher, TeacherHolderMixin, momentum_schedule
+from hf_unified_pretrain.teachers import (
+    EMA_WEIGHTS_NAME,
+    EMACallback,
+    EMATeacher,
+    TeacherHolderMixin,
+    momentum_schedule,
+)
 
 
 def test_cosine_and_constant_schedules():
@@ -95,7 +101,9 @@ class ToyBYOL(TeacherHolderMixin, PreTrainedModel):
 
     def __init__(self, config):
         super().__init__(config)
-        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(12, config.hidden_size), nn.BatchNorm1d(config.hidden_size))
+        self.encoder = nn.Sequential(
+            nn.Flatten(), nn.Linear(12, config.hidden_size), nn.BatchNorm1d(config.hidden_size)
+        )
         self.predictor = nn.Linear(config.hidden_size, config.hidden_size)
         self.post_init()
 

@@ -81,7 +81,9 @@ def test_teacher_follows_input_dtype(student_with_teacher):
     assert next(student.teacher.parameters()).dtype == torch.float64
 
 
-@pytest.mark.skipif(not torch.backends.mps.is_available() and not torch.cuda.is_available(), reason="needs an accelerator")
+@pytest.mark.skipif(
+    not torch.backends.mps.is_available() and not torch.cuda.is_available(), reason="needs an accelerator"
+)
 def test_teacher_follows_input_device(student_with_teacher):  # pragma: no cover - CPU-only CI
     device = "cuda" if torch.cuda.is_available() else "mps"
     student = student_with_teacher.to(device)

@@ -65,7 +65,9 @@ def test_loss_parts_are_logged_with_gradient_accumulation_and_eval(tmp_path):
     # Eval batches have 2, 2 and 1 images: parts are image-weighted like eval_loss, so they recombine too.
     for line in eval_lines:
         assert {"eval_loss_pixel", "eval_loss_aux"} <= set(line)
-        assert line["eval_loss"] == pytest.approx(line["eval_loss_pixel"] + aux_weight * line["eval_loss_aux"], rel=1e-5)
+        assert line["eval_loss"] == pytest.approx(
+            line["eval_loss_pixel"] + aux_weight * line["eval_loss_aux"], rel=1e-5
+        )
     assert final_eval["eval_loss_pixel"] == eval_lines[-1]["eval_loss_pixel"]
 
 
@@ -88,7 +90,9 @@ def _lr_and_decay(optimizer, model) -> dict[str, tuple[float, float]]:
 
 
 def test_layer_wise_lr_decay_hand_computed(tmp_path):
-    args = _args(tmp_path, learning_rate=1.0, layer_decay=0.5, weight_decay=0.05, lr_scheduler_type="constant", max_steps=1)
+    args = _args(
+        tmp_path, learning_rate=1.0, layer_decay=0.5, weight_decay=0.05, lr_scheduler_type="constant", max_steps=1
+    )
     trainer = _trainer(args)
 
     trainer.train()  # the scheduler must keep each group's own learning rate

@@ -34,7 +34,9 @@ class ToyPretrainingModel(PreTrainedModel):
         super().__init__(config)
         self.embed = nn.Linear(12, config.hidden_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
-        self.layers = nn.ModuleList(nn.Linear(config.hidden_size, config.hidden_size) for _ in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(
+            nn.Linear(config.hidden_size, config.hidden_size) for _ in range(config.num_hidden_layers)
+        )
         self.norm = nn.LayerNorm(config.hidden_size)
         self.head = nn.Linear(config.hidden_size, 12)
         self.post_init()

@@ -1,0 +1,135 @@
+"""Run-script helpers: checkpoint detection/resume, config and model building through the Auto classes, teacher."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForPreTraining, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from hf_unified_pretrain.teachers import FrozenTeacher, TeacherHolderMixin
+from hf_unified_pretrain.training import (
+    ModelArguments,
+    PretrainingArguments,
+    attach_frozen_teacher,
+    build_config,
+    build_pretraining_model,
+    resolve_resume_checkpoint,
+    setup_logging,
+)
+
+from .toy_models import ToyPretrainingConfig, ToyPretrainingModel
+
+AutoConfig.register(ToyPretrainingConfig.model_type, ToyPretrainingConfig, exist_ok=True)
+AutoModelForPreTraining.register(ToyPretrainingConfig, ToyPretrainingModel, exist_ok=True)
+
+
+def _args(output_dir, **kwargs) -> PretrainingArguments:
+    return PretrainingArguments(output_dir=str(output_dir), do_train=True, use_cpu=True, report_to="none", **kwargs)
+
+
+def _checkpoints(output_dir, *steps):
+    for step in steps:
+        folder = output_dir / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / "trainer_state.json").write_text("{}")
+
+
+def test_resume_picks_newest_checkpoint_automatically(tmp_path, caplog):
+    _checkpoints(tmp_path, 2, 10)
+    args = _args(tmp_path)
+
+    with caplog.at_level(logging.INFO, logger="hf_unified_pretrain"):
+        resolved = resolve_resume_checkpoint(args)
+
+    assert resolved == str(tmp_path / "checkpoint-10")
+    assert args.resume_from_checkpoint == resolved
+    assert "Checkpoint detected" in caplog.text and "another --output_dir" in caplog.text
+
+
+def test_resume_explicit_and_last(tmp_path):
+    _checkpoints(tmp_path, 2, 4)
+    assert resolve_resume_checkpoint(_args(tmp_path, resume_from_checkpoint=str(tmp_path / "checkpoint-2"))) == str(
+        tmp_path / "checkpoint-2"
+    )
+    assert resolve_resume_checkpoint(_args(tmp_path, resume_from_checkpoint="last")) == str(tmp_path / "checkpoint-4")
+
+
+def test_resume_errors_and_fresh_start(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        resolve_resume_checkpoint(_args(tmp_path, resume_from_checkpoint=str(tmp_path / "checkpoint-7")))
+    with pytest.raises(FileNotFoundError, match="found no checkpoint"):
+        resolve_resume_checkpoint(_args(tmp_path, resume_from_checkpoint="last"))
+    assert resolve_resume_checkpoint(_args(tmp_path / "new")) is None
+
+
+def test_setup_logging_returns_a_configured_logger(tmp_path):
+    run_logger = setup_logging(_args(tmp_path), name="run_toy")
+    assert run_logger.name == "run_toy" and run_logger.level == logging.INFO
+
+
+def test_build_config_from_model_type_with_overrides_and_teacher():
+    model_args = ModelArguments(
+        model_type=ToyPretrainingConfig.model_type,
+        config_overrides="hidden_size=6,aux_weight=0.5",
+        teacher_name_or_path="/teachers/clip",
+    )
+
+    config = build_config(model_args)
+
+    assert isinstance(config, ToyPretrainingConfig)
+    assert config.hidden_size == 6 and config.aux_weight == 0.5
+    model = build_pretraining_model(model_args, config)
+    assert isinstance(model, ToyPretrainingModel) and model.embed.out_features == 6
+
+
+def test_build_model_from_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    ToyPretrainingModel(ToyPretrainingConfig(hidden_size=5)).save_pretrained(tmp_path)
+    model_args = ModelArguments(model_name_or_path=str(tmp_path))
+
+    model = build_pretraining_model(model_args, build_config(model_args))
+
+    assert model.config.hidden_size == 5
+    torch.testing.assert_close(model.embed.weight, ToyPretrainingModel.from_pretrained(tmp_path).embed.weight)
+
+
+def test_build_config_needs_a_source():
+    with pytest.raises(ValueError, match="--model_type"):
+        build_config(ModelArguments())
+
+
+class _TeacherStudent(TeacherHolderMixin, ToyPretrainingModel):
+    pass
+
+
+def test_attach_frozen_teacher(tmp_path):
+    CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=16,
+            patch_size=8,
+            projection_dim=8,
+        )
+    ).save_pretrained(tmp_path)
+    student = _TeacherStudent(ToyPretrainingConfig())
+    student.config.image_size, student.config.patch_size = 32, 16
+
+    attach_frozen_teacher(student, ModelArguments(teacher_name_or_path=str(tmp_path)), [0.5] * 3, [0.5] * 3)
+
+    assert isinstance(student.teacher, FrozenTeacher)
+    assert student.teacher.grid_size == (2, 2)  # the student's 32 / 16 grid
+    assert student._run_teacher(torch.randn(1, 3, 32, 32)).shape == (1, 4, 8)
+    with pytest.raises(ValueError, match="set_teacher"):
+        attach_frozen_teacher(
+            ToyPretrainingModel(ToyPretrainingConfig()),
+            ModelArguments(teacher_name_or_path=str(tmp_path)),
+            [0.5] * 3,
+            [0.5] * 3,
+        )
+    with pytest.raises(ValueError, match="--teacher_name_or_path"):
+        attach_frozen_teacher(_TeacherStudent(ToyPretrainingConfig()), ModelArguments(), [0.5] * 3, [0.5] * 3)
