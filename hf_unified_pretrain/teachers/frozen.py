@@ -20,6 +20,7 @@ with `TeacherHolderMixin.set_teacher`), the student's config only records its pa
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 from collections.abc import Sequence
@@ -178,9 +179,16 @@ class FrozenTeacher(nn.Module):
                 f"Teacher folder {str(path)!r} holds a {config.model_type!r} config without patch_size/image_size: "
                 "it is not a vision model. Pass the folder of a vision model such as CLIPVisionModelWithProjection."
             )
-        model = _resolve_model_class(model_class).from_pretrained(
-            path, local_files_only=True, use_safetensors=True, dtype=dtype or torch.float32
-        )
+        model_class = _resolve_model_class(model_class)
+        load_kwargs = {"local_files_only": True, "use_safetensors": True, "dtype": dtype or torch.float32}
+        if vision_config is not config and getattr(model_class, "config_class", None) is type(vision_config):
+            # A dual-encoder folder (e.g. a full CLIP) loaded into its vision-only class: the projection width lives
+            # on the outer config, the vision sub-config would default it (CLIP: 512) and mismatch the weights.
+            vision_config = copy.deepcopy(vision_config)
+            if getattr(config, "projection_dim", None) is not None and hasattr(vision_config, "projection_dim"):
+                vision_config.projection_dim = config.projection_dim
+            load_kwargs["config"] = vision_config
+        model = model_class.from_pretrained(path, **load_kwargs)
         mean, std = _read_teacher_normalisation(path)
         return cls(
             model,

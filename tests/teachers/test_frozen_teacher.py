@@ -144,3 +144,46 @@ def test_input_not_divisible_by_teacher_patch(clip_folder):
     teacher = FrozenTeacher.from_pretrained(clip_folder)
     with pytest.raises(ValueError, match="target_grid"):
         teacher(torch.randn(1, 3, 30, 30))
+
+
+def test_full_clip_folder_through_vision_class_or_dual_encoder(tmp_path):
+    """A whole CLIP (text + vision) folder works with the default vision-only class and with CLIPModel."""
+    from transformers import CLIPConfig, CLIPModel
+
+    config = CLIPConfig(
+        text_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2},
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 4,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+        projection_dim=24,
+    )
+    clip = CLIPModel(config).eval()
+    clip.save_pretrained(tmp_path)
+    pixel_values = torch.randn(2, 3, 32, 32)
+
+    vision_only = FrozenTeacher.from_pretrained(tmp_path)
+    dual = FrozenTeacher.from_pretrained(tmp_path, model_class="CLIPModel")
+
+    teacher_pixels = _to_teacher_pixels(pixel_values, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
+    with torch.no_grad():
+        tokens = clip.vision_model(pixel_values=teacher_pixels).last_hidden_state[:, 1:]
+        expected = clip.visual_projection(clip.vision_model.post_layernorm(tokens))
+    assert vision_only.feature_dim == dual.feature_dim == 24
+    torch.testing.assert_close(vision_only(pixel_values), expected)
+    torch.testing.assert_close(dual(pixel_values), expected)
+
+
+def test_pickle_weights_are_never_loaded(tmp_path):
+    """A folder with only `pytorch_model.bin` is refused before anything is unpickled."""
+    from .conftest import tiny_clip_vision
+
+    model = tiny_clip_vision()
+    model.config.save_pretrained(tmp_path)
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        FrozenTeacher.from_pretrained(tmp_path)
