@@ -2,8 +2,8 @@
 
 `EMATeacher` is a frozen deep copy of (part of) the student, updated after every optimiser step as
 `ema = m * ema + (1 - m) * student` with one fused `torch._foreach_lerp_` call rather than a Python loop over
-tensors (the loop is what made EMA updates slow in other SSL libraries). The momentum `m` is constant or follows a
-cosine from `base_momentum` to `end_momentum` over training (BYOL / MoCo v3 / SiameseIM style).
+tensors (one multi-tensor kernel instead of two launches per tensor on accelerators). The momentum `m` is constant or
+follows a cosine from `base_momentum` to `end_momentum` over training (BYOL / MoCo v3 / SiameseIM style).
 
 `EMACallback` (in `ema_callback.py`, imported lazily so models need not import the Trainer stack) drives the
 updates from a `transformers.Trainer`, writes the EMA weights as safetensors into every checkpoint folder and
