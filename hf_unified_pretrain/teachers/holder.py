@@ -18,6 +18,8 @@ Usage in a model::
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -106,10 +108,12 @@ class TeacherHolderMixin:
         if teacher.training:
             teacher.eval()
         with torch.no_grad():
-            if teacher_pixel_values is not None:
-                features = teacher(pixel_values, teacher_pixel_values=teacher_pixel_values)
-            else:
+            if teacher_pixel_values is None:
                 features = teacher(pixel_values)
+            elif "teacher_pixel_values" in inspect.signature(teacher.forward).parameters:
+                features = teacher(pixel_values, teacher_pixel_values=teacher_pixel_values)
+            else:  # a plain module (e.g. an EMATeacher) simply runs on the prepared view
+                features = teacher(teacher_pixel_values)
         return features.detach() if isinstance(features, torch.Tensor) else features
 
 

@@ -131,3 +131,14 @@ def test_missing_teacher_error():
         student(torch.randn(1, 3, 32, 32))
     with pytest.raises(TypeError, match="nn.Module"):
         student.set_teacher("openai/clip")
+
+
+def test_plain_teacher_runs_on_the_prepared_view():
+    student = ToyStudent(ToyStudentConfig())
+    student.set_teacher(nn.Sequential(nn.Conv2d(3, 16, kernel_size=8, stride=8), nn.Flatten(2)))
+    pixel_values, teacher_pixels = torch.randn(1, 3, 32, 32), torch.randn(1, 3, 32, 32)
+
+    features = student._run_teacher(pixel_values, teacher_pixels)
+
+    torch.testing.assert_close(features, student.teacher(teacher_pixels))
+    assert not features.requires_grad
