@@ -246,11 +246,11 @@ def _load_snippet(checkpoint: str, config: PreTrainedConfig, has_processor: bool
         lines += [
             "processor = AutoImageProcessor.from_pretrained(checkpoint)",
             "",
-            f"image = Image.new(\"RGB\", ({width}, {height}), (124, 116, 104))  # or Image.open(\"your_image.jpg\").convert(\"RGB\")",
-            "inputs = processor(images=image, return_tensors=\"pt\")",
+            f'image = Image.new("RGB", ({width}, {height}), (124, 116, 104))  # or Image.open("your_image.jpg").convert("RGB")',
+            'inputs = processor(images=image, return_tensors="pt")',
         ]
     else:
-        lines += ["", f"inputs = {{\"pixel_values\": torch.randn(1, {config.num_channels}, {height}, {width})}}"]
+        lines += ["", f'inputs = {{"pixel_values": torch.randn(1, {config.num_channels}, {height}, {width})}}']
     lines += [
         "with torch.no_grad():",
         "    outputs = model(**inputs)",
@@ -477,4 +477,4 @@ def card_metadata(readme: str | PathLike) -> dict:
     return ModelCard.load(readme).data.to_dict()
 
 
-__all__ = ["METHODS", "MethodInfo", "TEMPLATE_PATH", "card_metadata", "render_model_card", "save_model_card"]
+__all__ = ["METHODS", "TEMPLATE_PATH", "MethodInfo", "card_metadata", "render_model_card", "save_model_card"]

@@ -158,6 +158,7 @@ import tarfile
 import tempfile
 import unittest
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -346,12 +347,21 @@ def _download_sdist(version: str, download_dir: Path) -> Path:
             raise HFTestersUnavailable(f"${SDIST_ENV} points to {path}, which is not a file.")
         return path
     command = [sys.executable, "-m", "pip", "download", f"transformers=={version}", "--no-binary", ":all:"]
-    command += ["--no-deps", "--disable-pip-version-check", "--timeout", "30", "--retries", "2", "-d", str(download_dir)]
+    command += [
+        "--no-deps",
+        "--disable-pip-version-check",
+        "--timeout",
+        "30",
+        "--retries",
+        "2",
+        "-d",
+        str(download_dir),
+    ]
     # pip reads the sdist's metadata through its build backend. `--no-build-isolation` avoids installing a build
     # environment for that, but needs setuptools here (a Python >= 3.12 venv has none): then let pip isolate.
     if importlib.util.find_spec("setuptools") is not None:
         command.append("--no-build-isolation")
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
     found = sorted(download_dir.glob(f"transformers-{version}.tar.gz"))
     if result.returncode == 0 and found:
         return found[0]
@@ -388,7 +398,9 @@ def _generate_fixture_images(folder: Path) -> None:
     """Creates, at build time, every image the image-processing tests fetch by URL (lazily generated otherwise)."""
     sources = [folder / "hf_tests" / name for name in ("test_image_processing_common.py", "test_processing_common.py")]
     urls = sorted({url for src in sources if src.exists() for url in _FIXTURE_URL.findall(src.read_text("utf-8"))})
-    spec = importlib.util.spec_from_file_location("_hf_testers_fetch_shim", folder / "utils" / "fetch_hub_objects_for_ci.py")
+    spec = importlib.util.spec_from_file_location(
+        "_hf_testers_fetch_shim", folder / "utils" / "fetch_hub_objects_for_ci.py"
+    )
     shim = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(shim)  # its FIXTURES_DIR is <folder>/fixtures, derived from the file's location
     for url in urls:
@@ -551,7 +563,7 @@ def _make_pil_image_processing_tester() -> type:
         """ImageProcessingTester whose processor classes are given explicitly (`image_processing_classes_by_backend`)
         instead of being inferred from the test folder name through transformers' in-tree table."""
 
-        image_processing_classes_by_backend: dict[str, type] = {}
+        image_processing_classes_by_backend: ClassVar[dict[str, type]] = {}
 
         def _get_image_processing_classes(self) -> dict[str, type]:
             if not self.image_processing_classes_by_backend:
@@ -559,6 +571,7 @@ def _make_pil_image_processing_tester() -> type:
             return dict(self.image_processing_classes_by_backend)
 
     PilImageProcessingTester.__module__ = __name__
+    PilImageProcessingTester.__qualname__ = "PilImageProcessingTester"
     return PilImageProcessingTester
 
 
@@ -582,22 +595,13 @@ def run_test_methods(test_case_class: type[unittest.TestCase], *method_names: st
 
 
 __all__ = [
-    "BackboneTesterMixin",
-    "ConfigTester",
     "HFTestersUnavailable",
-    "ImageProcessingTestMixin",
-    "ImageProcessingTester",
-    "MAPPING_NAMES_BY_KIND",
-    "ModelTesterMixin",
-    "PilImageProcessingTester",
     "PilOnlyImageProcessingOverrides",
     "VisionModelTestOverrides",
     "activate_hf_testers",
     "ensure_hf_testers",
-    "expose_model_names_to_testers",
-    "floats_tensor",
-    "ids_tensor",
-    "prepare_image_inputs",
     "run_test_methods",
     "testers_dir",
 ]
+# The upstream names and PilImageProcessingTester are served lazily by `__getattr__`.
+__all__.extend([*_LAZY_EXPORTS, "PilImageProcessingTester"])

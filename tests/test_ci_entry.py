@@ -86,7 +86,7 @@ def _run_ci_in_fake_repo(tmp_path: Path, **stub_env: str) -> tuple[subprocess.Co
     }
     # started from elsewhere: the script must move to its repository root itself
     result = subprocess.run(
-        [str(repo / ".ci" / "run")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        [str(repo / ".ci" / "run")], check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     calls = log.read_text().splitlines() if log.exists() else []
     return result, calls, repo
@@ -111,4 +111,3 @@ def test_ci_run_propagates_failures_and_still_reports_versions(tmp_path, failing
     assert calls[-1].startswith("versions-query")
     ran_pytest = any(call.startswith("python -m pytest") for call in calls)
     assert ran_pytest == (failing_stage == "STUB_PYTEST_EXIT")
-

@@ -8,7 +8,7 @@ ConfigTester and ImageProcessingTestMixin. A copy whose `_init_weights` forgets 
 The cache-building machinery (lock, atomic rename, stamp, PyPI error) is tested on a fake sdist, offline.
 """
 
-
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +17,7 @@ import textwrap
 import unittest
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -37,8 +38,12 @@ from transformers.backbone_utils import BackboneConfigMixin, BackboneMixin, filt
 from transformers.image_processing_backends import PilBackend
 from transformers.image_utils import IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD, PILImageResampling
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BackboneOutput, BaseModelOutput, BaseModelOutputWithPooling
-from transformers.modeling_outputs import ImageClassifierOutput
+from transformers.modeling_outputs import (
+    BackboneOutput,
+    BaseModelOutput,
+    BaseModelOutputWithPooling,
+    ImageClassifierOutput,
+)
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs
@@ -169,10 +174,10 @@ class HarnessViTPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
-    _no_split_modules = ["HarnessViTEmbeddings", "HarnessViTLayer"]
+    _no_split_modules: ClassVar[list[str]] = ["HarnessViTEmbeddings", "HarnessViTLayer"]
     _supports_sdpa = True
     _supports_attention_backend = True
-    _can_record_outputs = {"hidden_states": HarnessViTLayer, "attentions": HarnessViTAttention}
+    _can_record_outputs: ClassVar[dict] = {"hidden_states": HarnessViTLayer, "attentions": HarnessViTAttention}
     _input_embed_layer = "patch_embeddings"
 
     @torch.no_grad()
@@ -234,13 +239,18 @@ class HarnessViTBackbone(BackboneMixin, HarnessViTPreTrainedModel):
     def forward(self, pixel_values: torch.Tensor, **kwargs: Unpack[TransformersKwargs]) -> BackboneOutput:
         """Feature maps (B, D, H/p, W/p) for each stage in `out_features`."""
         encoded = self.encoder(self.embeddings(pixel_values), **kwargs)
-        grid_h, grid_w = pixel_values.shape[2] // self.config.patch_size, pixel_values.shape[3] // self.config.patch_size
+        grid_h, grid_w = (
+            pixel_values.shape[2] // self.config.patch_size,
+            pixel_values.shape[3] // self.config.patch_size,
+        )
         feature_maps = tuple(
             self.layernorm(hidden)[:, 1:].transpose(1, 2).reshape(hidden.shape[0], -1, grid_h, grid_w)
             for stage, hidden in zip(self.stage_names, encoded.hidden_states)
             if stage in self.out_features
         )
-        return BackboneOutput(feature_maps=feature_maps, hidden_states=encoded.hidden_states, attentions=encoded.attentions)
+        return BackboneOutput(
+            feature_maps=feature_maps, hidden_states=encoded.hidden_states, attentions=encoded.attentions
+        )
 
 
 class HarnessViTForImageClassification(HarnessViTPreTrainedModel):
@@ -266,7 +276,7 @@ class HarnessViTImageProcessor(PilBackend):
     resample = PILImageResampling.BILINEAR
     image_mean = IMAGENET_STANDARD_MEAN
     image_std = IMAGENET_STANDARD_STD
-    size = {"height": 32, "width": 32}
+    size: ClassVar[dict[str, int]] = {"height": 32, "width": 32}
     do_resize = True
     do_rescale = True
     do_normalize = True
@@ -291,9 +301,7 @@ AutoConfig.register(MODEL_TYPE, HarnessViTConfig, exist_ok=True)
 AutoModel.register(HarnessViTConfig, HarnessViTModel, exist_ok=True)
 AutoBackbone.register(HarnessViTConfig, HarnessViTBackbone, exist_ok=True)
 AutoModelForImageClassification.register(HarnessViTConfig, HarnessViTForImageClassification, exist_ok=True)
-AutoImageProcessor.register(
-    HarnessViTConfig, image_processor_classes={"pil": HarnessViTImageProcessor}, exist_ok=True
-)
+AutoImageProcessor.register(HarnessViTConfig, image_processor_classes={"pil": HarnessViTImageProcessor}, exist_ok=True)
 expose_model_names_to_testers(
     MODEL_TYPE,
     model=HarnessViTModel,
@@ -308,8 +316,20 @@ expose_model_names_to_testers(
 
 
 class HarnessViTModelTester:
-    def __init__(self, parent, batch_size=2, image_size=16, patch_size=4, num_channels=3, hidden_size=32,
-                 num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, num_labels=3, is_training=True):
+    def __init__(
+        self,
+        parent,
+        batch_size=2,
+        image_size=16,
+        patch_size=4,
+        num_channels=3,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        num_labels=3,
+        is_training=True,
+    ):
         self.parent = parent
         self.batch_size = batch_size
         self.image_size = image_size
@@ -369,7 +389,7 @@ class HarnessViTBackboneTest(BackboneTesterMixin, unittest.TestCase):
 
 
 class HarnessViTImageProcessingTester(PilImageProcessingTester):
-    image_processing_classes_by_backend = {"pil": HarnessViTImageProcessor}
+    image_processing_classes_by_backend: ClassVar[dict[str, type]] = {"pil": HarnessViTImageProcessor}
 
     def __init__(self, parent, **kwargs):
         kwargs.setdefault("size", {"height": 18, "width": 18})
@@ -509,7 +529,9 @@ def test_concurrent_builds_are_locked_and_atomic(tmp_path):
     env = {**os.environ, hf_testers.SDIST_ENV: str(sdist)}
     env.pop(hf_testers._FAILURE_ENV, None)
     workers = [
-        subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(3)
     ]
     outputs = [worker.communicate(timeout=300) for worker in workers]
@@ -523,7 +545,7 @@ def test_concurrent_builds_are_locked_and_atomic(tmp_path):
     assert hf_testers._is_complete(folder, version)
 
     # A stale build (older shims) is replaced in place; a current one is left untouched.
-    (folder / hf_testers._STAMP_NAME).write_text('{"transformers": "%s", "shims_sha256": "old"}' % version)
+    (folder / hf_testers._STAMP_NAME).write_text(json.dumps({"transformers": version, "shims_sha256": "old"}))
     (folder / "hf_tests" / "leftover.py").write_text("")
     os.environ[hf_testers.SDIST_ENV] = str(sdist)
     try:
