@@ -10,7 +10,9 @@ Loaders that need a download are not used.
 Each crop takes a photo in turn (crop i uses source i mod 16), covers 10-100 % of its area at an aspect ratio in
 [3/4, 4/3] at a position drawn from `numpy.random.default_rng(seed)`, and is resized (bicubic) to
 `image_size` x `image_size` and stored as a quality-95 JPEG. The default (256 crops of 224 px) builds in about a
-second and is cached per process, so repeated calls return identical images.
+second and is cached per process, so repeated calls return identical images. Crops of one photo overlap, so a
+validation split made from these crops is not independent of the training crops: use it to see that training runs,
+not to measure generalisation.
 """
 
 from __future__ import annotations
@@ -20,9 +22,8 @@ import io
 import logging
 
 import numpy as np
-from datasets import Dataset, Features
+from datasets import Dataset, Features, Value
 from datasets import Image as ImageFeature
-from datasets import Value
 from PIL import Image
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def load_embedded_photographs() -> tuple[tuple[str, Image.Image], ...]:
     for name in EMBEDDED_SOURCES:
         try:
             photos.append((name, Image.fromarray(_load_source(name))))
-        except Exception as error:  # a future scikit-image may drop or move a sample image
+        except Exception as error:  # noqa: BLE001 -- a future scikit-image may drop or move a sample image
             logger.warning("Embedded dataset: skipping skimage.data source %r (%s).", name, error)
     if not photos:
         raise RuntimeError(

@@ -20,9 +20,17 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict, Features, IterableDataset, IterableDatasetDict, Value, load_dataset
+from datasets import (
+    Dataset,
+    DatasetDict,
+    Features,
+    IterableDataset,
+    IterableDatasetDict,
+    Value,
+    load_dataset,
+    load_from_disk,
+)
 from datasets import Image as ImageFeature
-from datasets import load_from_disk
 from PIL import Image
 
 from .decoding import IMAGE_COLUMN

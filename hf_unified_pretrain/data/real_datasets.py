@@ -26,8 +26,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence as SequenceFeature, Value
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from datasets import Image as ImageFeature
+from datasets import Sequence as SequenceFeature
 from PIL import Image, ImageDraw
 
 logger = logging.getLogger(__name__)

@@ -129,8 +129,15 @@ def test_decode_image_accepts_common_values_and_rejects_broken_ones(tmp_path):
     image = gradient_image(10, 12, seed=0)
     path = tmp_path / "x.png"
     image.save(path)
-    for value in (image, str(path), path, path.read_bytes(), {"bytes": path.read_bytes(), "path": None},
-                  {"bytes": None, "path": str(path)}, np.asarray(image)):
+    for value in (
+        image,
+        str(path),
+        path,
+        path.read_bytes(),
+        {"bytes": path.read_bytes(), "path": None},
+        {"bytes": None, "path": str(path)},
+        np.asarray(image),
+    ):
         decoded = decode_image(value)
         assert decoded.mode == "RGB" and decoded.size == (12, 10)
     for broken in (None, b"junk", {"bytes": None, "path": None}, str(tmp_path / "missing.png"), 3.5):

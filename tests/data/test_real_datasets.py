@@ -178,5 +178,9 @@ def test_tiny_coco_counts_captions_and_semantic_maps():
     id2label = tiny_coco_id2label(shared_path("data"), CACHE_DIR)
     assert len(id2label) == 81
     assert (id2label[0], id2label[1], id2label[20], id2label[26], id2label[80]) == (
-        "background", "person", "cow", "umbrella", "toothbrush",
+        "background",
+        "person",
+        "cow",
+        "umbrella",
+        "toothbrush",
     )

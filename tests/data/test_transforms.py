@@ -76,7 +76,7 @@ def test_crop_falls_back_to_centre_crop_with_clamped_aspect():
 def test_seeded_crops_and_flips_are_reproducible_and_flips_mirror():
     image = gradient_image(30, 40, seed=1)
     # scale (1, 1) with the image's own aspect makes the crop the whole image, so only the flip varies
-    kwargs = dict(image_size=(30, 40), scale=(1.0, 1.0), ratio=(4 / 3, 4 / 3), interpolation="nearest")
+    kwargs = {"image_size": (30, 40), "scale": (1.0, 1.0), "ratio": (4 / 3, 4 / 3), "interpolation": "nearest"}
     base = EvalTransform((30, 40), crop_pct=1.0, interpolation="nearest")(image)["pixel_values"]
     flipped = base.flip(-1)
 
