@@ -50,7 +50,9 @@ from hf_unified_pretrain.models.mvp import (MVPBackbone, MVPConfig, MVPForImageC
 # The mixins decide by class NAME (looked up in transformers' in-tree *_MAPPING_NAMES dicts) which classes are
 # base models / backbones (skipped in the training tests: they have no loss) and which labels
 # `_prepare_for_class(..., return_labels=True)` adds (image classification -> `labels`). Our classes are not in
-# those dicts, so publish them once per model type (test-only; real Auto* resolution is unaffected).
+# those dicts, so publish them once per model type (test-only; stored under "<type> [out-of-tree test]", so real
+# Auto* resolution and in-tree entries of a clashing type -- transformers has a text model called "mvp" -- stay as
+# they are).
 expose_model_names_to_testers(
     "mvp", model=MVPModel, backbone=MVPBackbone, image_classification=MVPForImageClassification,
     pretraining=MVPForPreTraining,
@@ -222,9 +224,11 @@ config_common_kwargs = {
 _OOT_COMPAT = '''"""Lets the name-based dispatch of test_modeling_common see out-of-tree classes (hf_unified_pretrain harness).
 
 test_modeling_common decides by class NAME, through transformers' in-tree `MODEL_*_MAPPING_NAMES` dicts, which classes
-are base models or backbones (no loss: skipped by the training tests) and which labels `_prepare_for_class` adds.
-`expose_model_names_to_testers` adds our names to those dicts. Auto* resolution is unaffected: the lazy Auto mappings
-only consider model types listed in CONFIG_MAPPING_NAMES (registered classes live in `_extra_content`)."""
+are base models or backbones (no loss: skipped by the training tests) and which labels `_prepare_for_class` adds; it
+reads only the dicts' VALUES. `expose_model_names_to_testers` adds our names under a key that is no model type
+(`"<model_type> [out-of-tree test]"`), so Auto* resolution cannot be affected (the lazy Auto mappings only consider
+keys listed in CONFIG_MAPPING_NAMES) and a model type that clashes with an in-tree one (ours "mvp" vs the MVP text
+model) does not overwrite the in-tree entry."""
 
 from transformers.models.auto import modeling_auto as _modeling_auto
 
@@ -239,6 +243,10 @@ MAPPING_NAMES_BY_KIND = {
 }
 
 
+def exposed_key(model_type):
+    return f"{model_type} [out-of-tree test]"
+
+
 def expose_model_names_to_testers(model_type, **classes):
     """`expose_model_names_to_testers("mvp", model=MVPModel, backbone=MVPBackbone, ...)` (classes or class names)."""
     unknown = sorted(set(classes) - set(MAPPING_NAMES_BY_KIND))
@@ -246,7 +254,7 @@ def expose_model_names_to_testers(model_type, **classes):
         raise ValueError(f"Unknown kind(s) {unknown}; choose from {sorted(MAPPING_NAMES_BY_KIND)}.")
     for kind, cls in classes.items():
         names = getattr(_modeling_auto, MAPPING_NAMES_BY_KIND[kind])
-        names[model_type] = cls if isinstance(cls, str) else cls.__name__
+        names[exposed_key(model_type)] = cls if isinstance(cls, str) else cls.__name__
 '''
 
 _FETCH_SHIM = '''"""Stand-in for transformers' repo-only utils/fetch_hub_objects_for_ci.py (hf_unified_pretrain harness).

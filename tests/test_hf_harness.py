@@ -445,6 +445,24 @@ def test_can_init_all_missing_weights_is_skipped_without_the_2023_flag():
     assert len(result.skipped) == 1 and not result.failures
 
 
+def test_exposing_names_never_touches_in_tree_entries_or_auto_resolution():
+    from transformers import ViTConfig
+    from transformers.models.auto import modeling_auto
+
+    expose_model_names_to_testers("vit", model="ClashingViTModel", image_classification="ClashingViTClassifier")
+    try:
+        assert modeling_auto.MODEL_MAPPING_NAMES["vit"] == "ViTModel"
+        assert "ClashingViTModel" in modeling_auto.MODEL_MAPPING_NAMES.values()
+        config = ViTConfig(
+            hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8, image_size=8
+        )
+        assert type(AutoModel.from_config(config)).__name__ == "ViTModel"
+        assert type(AutoModel.from_config(HarnessViTConfig())) is HarnessViTModel
+    finally:
+        for kind in ("model", "image_classification"):
+            getattr(modeling_auto, hf_testers.MAPPING_NAMES_BY_KIND[kind]).pop("vit [out-of-tree test]")
+
+
 def test_exposed_names_make_training_tests_use_labels():
     tester = HarnessViTModelTest("test_training")
     tester.setUp()
