@@ -133,8 +133,9 @@ Gotchas (transformers 5.23; all handled by `VisionModelTestOverrides` unless sai
   add an all-zero LONG `bool_masked_pos` sized for a square ViT grid.
 - `test_new_models_require_torchvision_backend` (image processors) fails for PIL-only processors: this project ships
   PIL-backend processors only (torchvision is not part of the stack); `PilOnlyImageProcessingOverrides` skips it.
-- Do not put `from __future__ import annotations` in modeling files: `config: XConfig` on the PreTrainedModel then
-  stays a string and `AutoModel.register` fails with "'str' object has no attribute '__name__'".
+- With `from __future__ import annotations` in a modeling file, the `config: XConfig` annotation of the
+  PreTrainedModel is a string and becomes `config_class` as such: `AutoModel.register` then fails with "'str' object
+  has no attribute '__name__'". Drop the future import there, or also set `config_class = XConfig`.
 - `_init_weights` runs per PreTrainedModel: modules inside a nested PreTrainedModel (e.g. an encoder written as
   `class XEncoder(XPreTrainedModel)`, Dinov2 style) are initialised by THAT model's `_init_weights`.
 - To prove a tester really runs (our suite must not pass by skipping), run it on a deliberately broken copy with
