@@ -11,6 +11,7 @@ from .arguments import (
     parse_args_or_json,
 )
 from .callbacks import LOSS_CURVE_NAME, LossCurveCallback
+from .pipeline import build_trainer, first_batch, prepare_datasets, train_and_save, write_visualisation
 from .plots import plot_loss_curves, plot_reconstruction
 from .script_utils import (
     attach_frozen_teacher,
@@ -32,6 +33,11 @@ __all__ = [
     "PretrainingArguments",
     "PretrainingTrainer",
     "attach_frozen_teacher",
+    "build_trainer",
+    "first_batch",
+    "prepare_datasets",
+    "train_and_save",
+    "write_visualisation",
     "build_config",
     "build_parameter_groups",
     "build_pretraining_model",

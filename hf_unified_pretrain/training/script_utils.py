@@ -24,12 +24,28 @@ logger = logging.getLogger(__name__)
 _RESUME_LAST = {"last", "true", "True", "latest"}
 
 
+def check_distributed_launch(training_args: TrainingArguments) -> None:
+    """Refuses a multi-process launch whose processes did not join one process group.
+
+    Without it, `accelerate launch`/`torchrun` on a machine without GPUs starts N independent single-process runs
+    that all write the same output folder.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and training_args.parallel_mode.value != "distributed":
+        raise RuntimeError(
+            f"This script was launched as {world_size} processes, but they did not form a process group (no GPU "
+            "was found). For multi-process training on CPUs pass --use_cpu (gloo backend), or launch one process."
+        )
+
+
 def setup_logging(training_args: TrainingArguments, name: str = "hf_unified_pretrain") -> logging.Logger:
-    """Configures Python, transformers and datasets logging like the official example scripts.
+    """Configures Python, transformers and datasets logging like the official example scripts, after checking that
+    a multi-process launch really formed one process group (`check_distributed_launch`).
 
     Returns:
         The logger `name`, at the process log level (INFO on the main process by default, WARNING elsewhere).
     """
+    check_distributed_launch(training_args)
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         datefmt="%m/%d/%Y %H:%M:%S",
