@@ -476,6 +476,13 @@ class MVPModel(MVPPreTrainedModel):
         return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=pooled_output)
 
 
+def _freeze_unused_mask_token(encoder: "MVPModel") -> None:
+    """Heads that never mask keep the [MASK] embedding only so that pre-training checkpoints load without unexpected
+    keys; freezing it keeps it out of the optimiser and out of DDP's unused-parameter check."""
+    if encoder.embeddings.mask_token is not None:
+        encoder.embeddings.mask_token.requires_grad_(False)
+
+
 class MVPBackbone(BackboneMixin, MVPPreTrainedModel):
     """MVP encoder as a backbone for UperNet, DETR, Mask2Former, DPT, ... heads.
 
@@ -487,6 +494,7 @@ class MVPBackbone(BackboneMixin, MVPPreTrainedModel):
         super().__init__(config)
         self.num_features = [config.hidden_size] * (config.num_hidden_layers + 1)
         self.mvp = MVPModel(config, add_pooling_layer=False)
+        _freeze_unused_mask_token(self.mvp)
         self.post_init()
 
     @can_return_tuple
@@ -629,6 +637,7 @@ class MVPForImageClassification(MVPPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.mvp = MVPModel(config, add_pooling_layer=True)
+        _freeze_unused_mask_token(self.mvp)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
         self.post_init()
 
