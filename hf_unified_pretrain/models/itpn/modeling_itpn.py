@@ -843,6 +843,9 @@ class ITPNModel(ITPNPreTrainedModel):
             self.relative_position_index = None
         self.post_init()
 
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings.patch_embeddings
+
     def relative_position_index_for(
         self, grid_size: tuple[int, int], ids_keep: torch.Tensor | None = None
     ) -> torch.Tensor | None:
@@ -954,7 +957,7 @@ class ITPNBackbone(BackboneMixin, ITPNPreTrainedModel):
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`): Images.
 
         Returns feature maps (B, C_stage, H / stride, W / stride) for `config.out_features`; `hidden_states` holds the
-        maps of every stage when requested.
+        maps of every stage up to the last requested one, when asked for.
         """
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
@@ -970,8 +973,10 @@ class ITPNBackbone(BackboneMixin, ITPNPreTrainedModel):
         else:
             levels = outputs.pyramid_features
         maps = [tokens_to_feature_map(stem, grid)] + [tokens_to_feature_map(level, grid) for level in levels]
+        # Strides 32 and 64 are pooled only when asked for: small inputs have no stride-64 map.
+        last_needed = max(self.stage_names.index(name) for name in self.out_features)
         pool = F.max_pool2d if self.config.backbone_layout == "seg" else F.avg_pool2d
-        while len(maps) < len(self.stage_names):
+        while len(maps) <= last_needed:
             maps.append(pool(maps[-1], kernel_size=2, stride=2))
         feature_maps = tuple(m for name, m in zip(self.stage_names, maps) if name in self.out_features)
         return BackboneOutput(
