@@ -112,11 +112,11 @@ class MVPPatchEmbeddings(nn.Module):
 class MVPEmbeddings(nn.Module):
     """Patch embeddings with masked patches swapped for [MASK], a prepended [CLS] token and optional absolute positions."""
 
-    def __init__(self, config: MVPConfig) -> None:
+    def __init__(self, config: MVPConfig, use_mask_token: bool = True) -> None:
         super().__init__()
         self.patch_embeddings = MVPPatchEmbeddings(config)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size)) if config.use_mask_token else None
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size)) if use_mask_token else None
         self.grid_size = config.grid_size
         self.position_embeddings = (
             nn.Parameter(torch.zeros(1, 1 + self.grid_size[0] * self.grid_size[1], config.hidden_size))
@@ -134,7 +134,10 @@ class MVPEmbeddings(nn.Module):
         batch_size, num_patches, _ = embeddings.shape
         if bool_masked_pos is not None:
             if self.mask_token is None:
-                raise ValueError("bool_masked_pos was given but the model has no mask token: set config.use_mask_token=True.")
+                raise ValueError(
+                    "bool_masked_pos was given but the model has no mask token: set config.use_mask_token=True (heads "
+                    "that never mask, the classifier and the backbone, have none)."
+                )
             bool_masked_pos = validate_bool_masked_pos(bool_masked_pos, batch_size, num_patches)
             embeddings = torch.where(bool_masked_pos.unsqueeze(-1), self.mask_token.to(embeddings.dtype), embeddings)
         embeddings = torch.cat([self.cls_token.expand(batch_size, -1, -1).to(embeddings.dtype), embeddings], dim=1)
@@ -422,11 +425,18 @@ class MVPPreTrainedModel(PreTrainedModel):
 
 
 class MVPModel(MVPPreTrainedModel):
-    """The bare MVP (BEiT-style) encoder returning all tokens and a pooled representation."""
+    """The bare MVP (BEiT-style) encoder returning all tokens and a pooled representation.
 
-    def __init__(self, config: MVPConfig, add_pooling_layer: bool = True) -> None:
+    Args:
+        config: The configuration.
+        add_pooling_layer: Build the pooler (`pooler_output`).
+        use_mask_token: Build the [MASK] embedding; None follows `config.use_mask_token`. Heads that never mask pass
+            False, so that no parameter is left without gradient (DDP's unused-parameter check, the optimiser).
+    """
+
+    def __init__(self, config: MVPConfig, add_pooling_layer: bool = True, use_mask_token: bool | None = None) -> None:
         super().__init__(config)
-        self.embeddings = MVPEmbeddings(config)
+        self.embeddings = MVPEmbeddings(config, config.use_mask_token if use_mask_token is None else use_mask_token)
         self.shared_relative_position_bias = (
             MVPRelativePositionBias(config) if config.use_shared_relative_position_bias else None
         )
@@ -476,13 +486,6 @@ class MVPModel(MVPPreTrainedModel):
         return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=pooled_output)
 
 
-def _freeze_unused_mask_token(encoder: "MVPModel") -> None:
-    """Heads that never mask keep the [MASK] embedding only so that pre-training checkpoints load without unexpected
-    keys; freezing it keeps it out of the optimiser and out of DDP's unused-parameter check."""
-    if encoder.embeddings.mask_token is not None:
-        encoder.embeddings.mask_token.requires_grad_(False)
-
-
 class MVPBackbone(BackboneMixin, MVPPreTrainedModel):
     """MVP encoder as a backbone for UperNet, DETR, Mask2Former, DPT, ... heads.
 
@@ -490,11 +493,16 @@ class MVPBackbone(BackboneMixin, MVPPreTrainedModel):
     `config.reshape_hidden_states=True`, else the raw (B, 1 + N, C) tokens that ViT necks such as DPT expect.
     """
 
+    # Parts of other checkpoints a backbone never uses: the [MASK] token, the prediction head, the final norm.
+    _keys_to_ignore_on_load_unexpected = [r"embeddings\.mask_token", r"^head\.", r"^(mvp\.)?layernorm\."]
+
     def __init__(self, config: MVPConfig) -> None:
         super().__init__(config)
         self.num_features = [config.hidden_size] * (config.num_hidden_layers + 1)
-        self.mvp = MVPModel(config, add_pooling_layer=False)
-        _freeze_unused_mask_token(self.mvp)
+        self.mvp = MVPModel(config, add_pooling_layer=False, use_mask_token=False)
+        # Feature maps are the blocks' raw outputs (as BEiT's backbone); the final norm of the [CLS] path would be
+        # a parameter without gradient.
+        self.mvp.layernorm = nn.Identity()
         self.post_init()
 
     @can_return_tuple
@@ -633,11 +641,13 @@ class MVPForPreTraining(TeacherHolderMixin, MVPPreTrainedModel):
 class MVPForImageClassification(MVPPreTrainedModel):
     """MVP encoder with a linear classifier on the pooled representation (mean patch token or [CLS])."""
 
+    # Pre-training checkpoints carry a [MASK] token and the prediction head, which a classifier never uses.
+    _keys_to_ignore_on_load_unexpected = [r"embeddings\.mask_token", r"^head\."]
+
     def __init__(self, config: MVPConfig) -> None:
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.mvp = MVPModel(config, add_pooling_layer=True)
-        _freeze_unused_mask_token(self.mvp)
+        self.mvp = MVPModel(config, add_pooling_layer=True, use_mask_token=False)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
         self.post_init()
 

@@ -181,3 +181,25 @@ def test_token_backbone_in_dpt_forward_backward():
     target = torch.rand(depth.shape, generator=torch.Generator().manual_seed(0))
     (depth - target).abs().mean().backward()
     assert model.backbone.mvp.layers[0].attention.v_proj.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("model_class", [MVPForImageClassification, MVPBackbone])
+def test_heads_that_never_mask_load_pretraining_weights_and_train_every_parameter(pretrained, model_class):
+    folder, _ = pretrained
+    model, info = model_class.from_pretrained(folder, output_loading_info=True, num_labels=3)
+    assert info["unexpected_keys"] == set() and info["mismatched_keys"] == set()
+    assert model.mvp.embeddings.mask_token is None  # no parameter without gradient (DDP, optimiser)
+    model.train()
+    if model_class is MVPForImageClassification:
+        loss = model(pixels(), labels=torch.tensor([0, 2])).loss
+    else:
+        loss = sum(feature_map.square().mean() for feature_map in model(pixels()).feature_maps)
+    loss.backward()
+    assert [name for name, p in model.named_parameters() if p.grad is None or not p.grad.any()] == []
+
+
+def test_backbone_keeps_no_final_norm_of_the_cls_path():
+    backbone = MVPBackbone(tiny_config(use_mean_pooling=False, out_indices=[1, 2]))
+    assert not any("layernorm." in name and "layers." not in name for name, _ in backbone.named_parameters())
+    sum(feature_map.sum() for feature_map in backbone(pixels()).feature_maps).backward()
+    assert [name for name, p in backbone.named_parameters() if p.grad is None] == []
