@@ -1,5 +1,5 @@
 """Hub model cards for our checkpoints, rendered offline with huggingface_hub's `ModelCard` from
-`model_cards/TEMPLATE.md`.
+`hf_unified_pretrain/templates/model_card.md` (package data, so installed wheels render cards too).
 
 ```python
 from hf_unified_pretrain.cards import render_model_card, save_model_card
@@ -39,7 +39,7 @@ from transformers import (
     PreTrainedModel,
 )
 
-TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "model_cards" / "TEMPLATE.md"
+TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "model_card.md"
 LOSS_CURVE_NAME = "loss_curve.png"
 
 
@@ -354,7 +354,7 @@ def render_model_card(
         extra_limitations: Additional bullet points for "Intended uses & limitations".
         head_out_indices: Backbone stages fed to UperNet in the head snippet (default: four evenly spread stages,
             indices into `config.stage_names`).
-        template_path: Jinja template (default `model_cards/TEMPLATE.md`).
+        template_path: Jinja template (default: the packaged `templates/model_card.md`).
 
     Returns:
         The `huggingface_hub.ModelCard`; `str(card)` is the README text.
@@ -365,7 +365,7 @@ def render_model_card(
     template = Path(template_path) if template_path is not None else TEMPLATE_PATH
     if not template.is_file():
         raise FileNotFoundError(
-            f"Model-card template {template} not found; pass template_path= (it ships in the repository's model_cards/)."
+            f"Model-card template {template} not found; pass template_path= (it ships inside the package as templates/model_card.md)."
         )
     loss_curve_path = Path(loss_curve) if loss_curve is not None else None
     if loss_curve_path is not None and not loss_curve_path.is_file():

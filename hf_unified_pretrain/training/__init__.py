@@ -11,7 +11,17 @@ from .arguments import (
     parse_args_or_json,
 )
 from .callbacks import LOSS_CURVE_NAME, LossCurveCallback
-from .pipeline import build_trainer, first_batch, prepare_datasets, train_and_save, write_visualisation
+from .pipeline import (
+    build_model_and_processor,
+    build_trainer,
+    draw_feature_prediction,
+    draw_pixel_reconstruction,
+    first_batch,
+    prepare_datasets,
+    train_and_save,
+    write_model_card,
+    write_visualisation,
+)
 from .plots import plot_loss_curves, plot_reconstruction
 from .script_utils import (
     attach_frozen_teacher,
@@ -33,10 +43,14 @@ __all__ = [
     "PretrainingArguments",
     "PretrainingTrainer",
     "attach_frozen_teacher",
+    "build_model_and_processor",
     "build_trainer",
+    "draw_feature_prediction",
+    "draw_pixel_reconstruction",
     "first_batch",
     "prepare_datasets",
     "train_and_save",
+    "write_model_card",
     "write_visualisation",
     "build_config",
     "build_parameter_groups",

@@ -124,3 +124,120 @@ def write_visualisation(
         return draw(model, first_batch(trainer), Path(trainer.args.output_dir))
     finally:
         model.train(was_training)
+
+
+def build_model_and_processor(
+    model_args: ModelArguments,
+    *,
+    config_class: type,
+    processor_class: type,
+    preset: str | None = None,
+    image_size: int | None = None,
+    auto_class: type | None = None,
+) -> tuple[PreTrainedModel, BaseImageProcessor]:
+    """The pre-training model and its image processor, from a checkpoint, a config, a preset or the model type.
+
+    Args:
+        model_args: `--model_name_or_path` / `--config_name` / `--model_type`, `--config_overrides`, teacher path.
+        config_class: The method's config class (its `from_preset` builds `preset`).
+        processor_class: The method's image processor class (default when the checkpoint has none).
+        preset: Preset name, used when no checkpoint or config is given.
+        image_size: Training resolution overriding the config's.
+        auto_class: Auto class of the model (default `AutoModelForPreTraining`).
+
+    Returns:
+        (model, image processor sized to the training resolution).
+    """
+    from transformers import AutoModelForPreTraining
+
+    from .script_utils import build_config, build_pretraining_model
+
+    if preset and not (model_args.model_name_or_path or model_args.config_name):
+        config = config_class.from_preset(preset)
+        if model_args.config_overrides:
+            config.update_from_string(model_args.config_overrides)
+        if model_args.teacher_name_or_path and hasattr(config, "teacher_name_or_path"):
+            config.teacher_name_or_path = model_args.teacher_name_or_path
+    else:
+        model_args.model_type = model_args.model_type or config_class.model_type
+        config = build_config(model_args)
+    if image_size is not None:
+        config.image_size = image_size
+    model = build_pretraining_model(model_args, config, auto_class or AutoModelForPreTraining)
+    source = model_args.image_processor_name or model_args.model_name_or_path
+    processor = processor_class.from_pretrained(source) if source else processor_class()
+    side = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
+    processor.size = {"height": side, "width": side}
+    return model, processor
+
+
+_MODEL_INPUTS = ("pixel_values", "bool_masked_pos", "teacher_pixel_values")
+
+
+def draw_pixel_reconstruction(model: PreTrainedModel, batch: dict[str, torch.Tensor], output_dir: Path) -> Path:
+    """Original | masked | reconstruction | reconstruction + visible patches, for pixel-target models whose
+    output `logits` are (B, N, p*p*C) patches (`config.norm_pix_loss` predictions are de-normalised per patch)."""
+    from .plots import plot_reconstruction
+
+    outputs = model(**{key: value for key, value in batch.items() if key in _MODEL_INPUTS})
+    return plot_reconstruction(
+        batch["pixel_values"].float().cpu(),
+        outputs.bool_masked_pos.cpu(),
+        output_dir / "reconstruction.png",
+        patch_size=model.config.patch_size,
+        reconstruction=outputs.logits.float().cpu(),
+        norm_pix_loss=bool(getattr(model.config, "norm_pix_loss", False)),
+        title=f"{type(model).__name__}: masked patches reconstructed",
+    )
+
+
+def draw_feature_prediction(model: PreTrainedModel, batch: dict[str, torch.Tensor], output_dir: Path) -> Path:
+    """Mask overlay and per-patch cosine similarity of predicted vs teacher features, for feature-target models."""
+    from .plots import plot_reconstruction
+
+    outputs = model(**{key: value for key, value in batch.items() if key in _MODEL_INPUTS})
+    targets = getattr(outputs, "teacher_features", None)
+    if targets is None:
+        targets = model._run_teacher(batch["pixel_values"], batch.get("teacher_pixel_values"))
+    return plot_reconstruction(
+        batch["pixel_values"].float().cpu(),
+        outputs.bool_masked_pos.cpu(),
+        output_dir / "reconstruction.png",
+        patch_size=model.config.patch_size,
+        predictions=outputs.logits.float().cpu(),
+        targets=targets.float().cpu(),
+        title=f"{type(model).__name__}: cosine(prediction, teacher feature) per patch",
+    )
+
+
+def write_model_card(
+    trainer: PretrainingTrainer,
+    data_args: DataArguments,
+    metrics: dict[str, float],
+    *,
+    method: str,
+    size: str,
+    recipe: dict | None = None,
+) -> Path | None:
+    """Renders the model card of the finished run into `output_dir/README.md` (main process, after training)."""
+    from ..cards import render_model_card, save_model_card
+
+    args = trainer.args
+    if not (args.do_train and trainer.is_world_process_zero()):
+        return None
+    loss_curve = Path(args.output_dir) / "loss_curve.png"
+    card = render_model_card(
+        args.output_dir,
+        method=method,
+        size=size,
+        training_recipe={
+            "steps": trainer.state.global_step,
+            "batch size (total)": args.total_train_batch_size,
+            "learning rate": args.learning_rate,
+            "data": data_args.dataset_name or data_args.train_dir or "embedded photographs (scikit-image)",
+            **(recipe or {}),
+        },
+        results={key: value for key, value in metrics.items() if key in ("train_loss", "eval_loss")},
+        loss_curve=loss_curve if loss_curve.exists() else None,
+    )
+    return save_model_card(card, args.output_dir)
