@@ -158,7 +158,7 @@ class MVPConfig(BackboneConfigMixin, PreTrainedConfig):
         Checked here rather than at construction so that a config can be resized (e.g. for a backbone) freely.
         """
         if self.mask_ratio is not None:
-            return int(round(self.mask_ratio * num_patches))
+            return round(self.mask_ratio * num_patches)
         if self.num_masked_patches >= num_patches:
             raise ValueError(
                 f"num_masked_patches={self.num_masked_patches} does not fit an input with {num_patches} patches; "
@@ -181,6 +181,7 @@ class MVPConfig(BackboneConfigMixin, PreTrainedConfig):
             raise ValueError(f"mask_ratio must be strictly between 0 and 1, got {self.mask_ratio}.")
         if self.num_masked_patches <= 0 or self.min_block_tokens <= 0:
             raise ValueError("num_masked_patches and min_block_tokens must be positive.")
+
 
 def _pair(value: int | list[int] | tuple[int, int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))

@@ -66,18 +66,25 @@ _ENCODER_RULES: list[tuple[str, str | None]] = [
     # buffers of old checkpoints, recomputed by the model
     (r"^.*relative_position_index$", None),
     # embeddings and final norms are named alike in both layouts
-    (r"^(embeddings\.(?:cls_token|mask_token|position_embeddings|patch_embeddings\.projection\.(?:weight|bias)))$", r"\1"),
+    (
+        r"^(embeddings\.(?:cls_token|mask_token|position_embeddings|patch_embeddings\.projection\.(?:weight|bias)))$",
+        r"\1",
+    ),
     (r"^(layernorm\.(?:weight|bias))$", r"\1"),
     (r"^(pooler\.layernorm\.(?:weight|bias))$", r"\1"),
     # shared relative position bias
-    (r"^(?:encoder\.relative_position_bias|shared_position_bias)\.relative_position_bias_table$",
-     "shared_relative_position_bias.relative_position_bias_table"),
+    (
+        r"^(?:encoder\.relative_position_bias|shared_position_bias)\.relative_position_bias_table$",
+        "shared_relative_position_bias.relative_position_bias_table",
+    ),
     # legacy (v4) block layout
     (r"^encoder\.layer\.(\d+)\.attention\.attention\.query\.(weight|bias)$", r"layers.\1.attention.q_proj.\2"),
     (r"^encoder\.layer\.(\d+)\.attention\.attention\.key\.(weight)$", r"layers.\1.attention.k_proj.\2"),
     (r"^encoder\.layer\.(\d+)\.attention\.attention\.value\.(weight|bias)$", r"layers.\1.attention.v_proj.\2"),
-    (r"^encoder\.layer\.(\d+)\.attention\.attention\.relative_position_bias\.relative_position_bias_table$",
-     r"layers.\1.relative_position_bias.relative_position_bias_table"),
+    (
+        r"^encoder\.layer\.(\d+)\.attention\.attention\.relative_position_bias\.relative_position_bias_table$",
+        r"layers.\1.relative_position_bias.relative_position_bias_table",
+    ),
     (r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.(weight|bias)$", r"layers.\1.attention.o_proj.\2"),
     (r"^encoder\.layer\.(\d+)\.intermediate\.dense\.(weight|bias)$", r"layers.\1.mlp.fc1.\2"),
     (r"^encoder\.layer\.(\d+)\.output\.dense\.(weight|bias)$", r"layers.\1.mlp.fc2.\2"),
@@ -85,8 +92,10 @@ _ENCODER_RULES: list[tuple[str, str | None]] = [
     (r"^encoder\.layer\.(\d+)\.(layernorm_before|layernorm_after)\.(weight|bias)$", r"layers.\1.\2.\3"),
     # transformers v5 block layout
     (r"^layers\.(\d+)\.lambda_([12])$", r"layers.\1.layer_scale_\2"),
-    (r"^(layers\.\d+\.(?:attention\.[qkvo]_proj|mlp\.fc[12]|layernorm_before|layernorm_after)\.(?:weight|bias))$",
-     r"\1"),
+    (
+        r"^(layers\.\d+\.(?:attention\.[qkvo]_proj|mlp\.fc[12]|layernorm_before|layernorm_after)\.(?:weight|bias))$",
+        r"\1",
+    ),
     (r"^(layers\.\d+\.relative_position_bias\.relative_position_bias_table)$", r"\1"),
 ]
 
@@ -111,7 +120,9 @@ def config_from_original(original_kwargs: dict[str, Any], kind: str = "beit") ->
         The MVP configuration of the same encoder (labels and backbone stages included).
     """
     if kind != "beit":
-        raise ValueError(f"Unsupported original kind {kind!r}: MVP converts transformers BEiT checkpoints (kind='beit').")
+        raise ValueError(
+            f"Unsupported original kind {kind!r}: MVP converts transformers BEiT checkpoints (kind='beit')."
+        )
     model_type = original_kwargs.get("model_type", "beit")
     if model_type != "beit":
         raise ValueError(f"Expected a BEiT configuration (model_type 'beit'), got model_type {model_type!r}.")
@@ -253,7 +264,7 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
     if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__}).")
+        raise TypeError(f"{path} does not hold a state dict (got {type(state).__name__}).")
     return state
 
 
@@ -345,8 +356,10 @@ def convert_checkpoint(
     task: str = "auto",
     config_overrides: dict[str, Any] | None = None,
     verify: bool = False,
+    model_card: bool = True,
 ) -> MVPPreTrainedModel:
-    """Converts a BEiT checkpoint and writes an MVP `save_pretrained` folder (weights, config, image processor)."""
+    """Converts a BEiT checkpoint and writes an MVP `save_pretrained` folder (weights, config, image processor and,
+    with `model_card`, a README.md rendered by `hf_unified_pretrain.cards`)."""
     original_config, state_dict = load_beit_checkpoint(checkpoint, config_path)
     config = config_from_original(original_config, kind="beit")
     model_class = _pick_class(task, state_dict)
@@ -365,6 +378,23 @@ def convert_checkpoint(
     model.save_pretrained(output_dir)
     source_folder = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
     _image_processor_for(source_folder).save_pretrained(output_dir)
+    if model_card:
+        from ...cards import render_model_card, save_model_card
+
+        size = {768: "base", 1024: "large"}.get(config.hidden_size, "custom")
+        card = render_model_card(
+            output_dir,
+            method="mvp",
+            size=size,
+            base_model=str(checkpoint),
+            extra_limitations=[
+                (
+                    f"Weights converted from the BEiT checkpoint {checkpoint}: MVP released no weights; only the "
+                    "encoder is BEiT's, any MVP prediction head is freshly initialised."
+                )
+            ],
+        )
+        save_model_card(card, output_dir)
     return model
 
 
@@ -391,8 +421,11 @@ def main(argv: list[str] | None = None, *, _convert_fn: Callable = convert_check
         choices=["auto", "model", "pretraining", "classification"],
         help="MVP class to save; auto = classification for a BEiT classifier, pretraining for BEiT-MIM, else model",
     )
-    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="MVPConfig overrides (JSON values)")
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="FIELD=VALUE", help="MVPConfig overrides (JSON values)"
+    )
     parser.add_argument("--verify", action="store_true", help="Compare the encoder with transformers' BeitModel")
+    parser.add_argument("--no_model_card", action="store_true", help="Do not write a README.md model card")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     _convert_fn(
@@ -402,6 +435,7 @@ def main(argv: list[str] | None = None, *, _convert_fn: Callable = convert_check
         task=args.task,
         config_overrides=_parse_overrides(args.set),
         verify=args.verify,
+        model_card=not args.no_model_card,
     )
     logger.info("Saved the MVP checkpoint to %s", args.output_dir)
 

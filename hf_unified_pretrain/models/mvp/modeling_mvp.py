@@ -90,7 +90,9 @@ class MVPPatchEmbeddings(nn.Module):
     def grid_size(self, pixel_values: torch.Tensor) -> tuple[int, int]:
         """The (H/p, W/p) patch grid of an input, after checking its rank, channels and divisibility."""
         if pixel_values.dim() != 4:
-            raise ValueError(f"pixel_values must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}.")
+            raise ValueError(
+                f"pixel_values must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}."
+            )
         _, channels, height, width = pixel_values.shape
         if channels != self.num_channels:
             raise ValueError(
@@ -520,7 +522,9 @@ class MVPBackbone(BackboneMixin, MVPPreTrainedModel):
                 hidden_state = hidden_state[:, 1:].transpose(1, 2)
                 hidden_state = hidden_state.reshape(batch_size, -1, height // patch_size, width // patch_size)
             feature_maps += (hidden_state,)
-        return BackboneOutput(feature_maps=feature_maps, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        return BackboneOutput(
+            feature_maps=feature_maps, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
 
 
 class MVPForPreTraining(TeacherHolderMixin, MVPPreTrainedModel):
@@ -533,7 +537,9 @@ class MVPForPreTraining(TeacherHolderMixin, MVPPreTrainedModel):
     def __init__(self, config: MVPConfig) -> None:
         super().__init__(config)
         if not config.use_mask_token:
-            raise ValueError("MVPForPreTraining replaces masked patches by a [MASK] token: set config.use_mask_token=True.")
+            raise ValueError(
+                "MVPForPreTraining replaces masked patches by a [MASK] token: set config.use_mask_token=True."
+            )
         self.mvp = MVPModel(config, add_pooling_layer=False)
         self.head = MVPPredictionHead(config)
         self.post_init()
@@ -608,7 +614,9 @@ class MVPForPreTraining(TeacherHolderMixin, MVPPreTrainedModel):
             teacher_features = self._run_teacher(pixel_values, teacher_pixel_values)
         expected_shape = tuple(predictions.shape)
         if not isinstance(teacher_features, torch.Tensor) or tuple(teacher_features.shape) != expected_shape:
-            got = tuple(teacher_features.shape) if isinstance(teacher_features, torch.Tensor) else type(teacher_features)
+            got = (
+                tuple(teacher_features.shape) if isinstance(teacher_features, torch.Tensor) else type(teacher_features)
+            )
             raise ValueError(
                 f"teacher_features must have shape (batch, num_patches, teacher_dim) = {expected_shape}, got {got}. "
                 "The teacher's patch grid must equal the student's (FrozenTeacher(target_grid=...)) and its width "

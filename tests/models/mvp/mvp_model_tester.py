@@ -139,8 +139,6 @@ class MVPModelTester:
         self.parent.assertEqual(model.channels, [self.hidden_size] * len(self.out_features))
 
 
-
-
 class MVPModelTestBase(VisionModelTestOverrides, ModelTesterMixin):
     """ModelTesterMixin for MVP classes; subclasses set `all_model_classes` (and optionally `config_overrides`)."""
 

@@ -30,17 +30,20 @@ from .helpers import fixed_mask, pixels
 
 BEIT_CONFIGS = {
     # BEiT pre-training layout: one shared relative position bias, mean pooling, mask token
-    "shared-bias+mean-pool": dict(
-        use_shared_relative_position_bias=True, use_mean_pooling=True, use_mask_token=True, layer_scale_init_value=0.1
-    ),
+    "shared-bias+mean-pool": {
+        "use_shared_relative_position_bias": True,
+        "use_mean_pooling": True,
+        "use_mask_token": True,
+        "layer_scale_init_value": 0.1,
+    },
     # BEiT fine-tuning layout: a bias table per block, [CLS] pooling after a final norm, absolute positions too
-    "per-layer-bias+cls-pool": dict(
-        use_relative_position_bias=True,
-        use_mean_pooling=False,
-        use_absolute_position_embeddings=True,
-        use_mask_token=True,
-        layer_scale_init_value=0.5,
-    ),
+    "per-layer-bias+cls-pool": {
+        "use_relative_position_bias": True,
+        "use_mean_pooling": False,
+        "use_absolute_position_embeddings": True,
+        "use_mask_token": True,
+        "layer_scale_init_value": 0.5,
+    },
 }
 
 
@@ -76,7 +79,10 @@ def to_legacy_layout(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Ten
         (r"\.layers\.(\d+)\.attention\.o_proj\.", r".encoder.layer.\1.attention.output.dense."),
         (r"\.layers\.(\d+)\.mlp\.fc1\.", r".encoder.layer.\1.intermediate.dense."),
         (r"\.layers\.(\d+)\.mlp\.fc2\.", r".encoder.layer.\1.output.dense."),
-        (r"\.layers\.(\d+)\.relative_position_bias\.", r".encoder.layer.\1.attention.attention.relative_position_bias."),
+        (
+            r"\.layers\.(\d+)\.relative_position_bias\.",
+            r".encoder.layer.\1.attention.attention.relative_position_bias.",
+        ),
         (r"\.layers\.(\d+)\.", r".encoder.layer.\1."),
         (r"\.shared_position_bias\.", r".encoder.relative_position_bias."),
     ]
@@ -184,14 +190,29 @@ def test_cli_converts_a_beit_folder(beit_classifier_folder, tmp_path):
     processor = AutoImageProcessor.from_pretrained(tmp_path)
     assert type(processor).__name__ == "MVPImageProcessor"
     assert list(processor.image_mean) == [0.5, 0.5, 0.5] and processor.size["height"] == 32
+    card = (tmp_path / "README.md").read_text()
+    assert "mvp" in card.lower() and str(folder) in card
 
 
 def test_cli_reads_a_pth_file_with_a_wrapper(beit_classifier_folder, tmp_path):
-    folder, beit = beit_classifier_folder
+    _, beit = beit_classifier_folder
     torch.save({"model": beit.state_dict()}, tmp_path / "beit.pth")
     config_file = tmp_path / "beit_config.json"
     config_file.write_text(json.dumps(beit.config.to_dict()))
-    main(["--checkpoint", str(tmp_path / "beit.pth"), "--config", str(config_file), "--output_dir", str(tmp_path / "out"), "--task", "model"])
+    main(
+        [
+            "--checkpoint",
+            str(tmp_path / "beit.pth"),
+            "--config",
+            str(config_file),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--task",
+            "model",
+            "--no_model_card",
+        ]
+    )
+    assert not (tmp_path / "out" / "README.md").exists()
     model = MVPModel.from_pretrained(tmp_path / "out").eval()
     with torch.no_grad():
         expected = beit.beit(pixels()).pooler_output

@@ -118,7 +118,9 @@ def test_accepts_a_grid_shaped_mask():
 def test_gradients_reach_every_trainable_parameter(overrides):
     model = MVPForPreTraining(tiny_config(**overrides)).train()
     model(pixels(), bool_masked_pos=fixed_mask(), teacher_features=teacher_features()).loss.backward()
-    without_grad = [name for name, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
+    without_grad = [
+        name for name, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())
+    ]
     assert without_grad == []
 
 
@@ -201,7 +203,9 @@ def test_wrong_channel_count():
 
 def test_mask_of_the_wrong_shape():
     with pytest.raises(ValueError, match=r"bool_masked_pos must have shape \(batch_size, num_patches\) = \(2, 16\)"):
-        eval_model()(pixels(), bool_masked_pos=torch.zeros(BATCH, 9, dtype=torch.bool), teacher_features=teacher_features())
+        eval_model()(
+            pixels(), bool_masked_pos=torch.zeros(BATCH, 9, dtype=torch.bool), teacher_features=teacher_features()
+        )
 
 
 def test_mask_of_a_floating_dtype():
@@ -256,6 +260,10 @@ def test_layer_ids_for_lr_decay():
     ids = {name: model.get_layer_id_for_lr_decay(name) for name, _ in model.named_parameters()}
     assert ids["mvp.embeddings.cls_token"] == ids["mvp.embeddings.patch_embeddings.projection.weight"] == 0
     assert ids["mvp.layers.0.attention.q_proj.weight"] == 1 and ids[f"mvp.layers.{depth - 1}.mlp.fc2.bias"] == depth
-    assert ids["head.projection.weight"] == ids["mvp.shared_relative_position_bias.relative_position_bias_table"] == depth + 1
+    assert (
+        ids["head.projection.weight"]
+        == ids["mvp.shared_relative_position_bias.relative_position_bias_table"]
+        == depth + 1
+    )
     assert set(ids.values()) == set(range(depth + 2))
     assert "mvp.embeddings.mask_token" in model.no_weight_decay()
