@@ -419,6 +419,8 @@ class MVPPreTrainedModel(PreTrainedModel):
 
         beit_config, beit_state_dict = load_beit_checkpoint(path)
         config = config_from_original(beit_config, kind="beit")
+        if issubclass(cls, MVPForPreTraining):
+            config.use_mask_token = True  # BEiT classifiers may have none; pre-training starts it from scratch
         for name, value in config_overrides.items():
             setattr(config, name, value)
         model = cls(config)

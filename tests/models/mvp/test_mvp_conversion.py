@@ -56,8 +56,7 @@ def beit_config(kind: str, **extra) -> BeitConfig:
         image_size=32,
         patch_size=8,
         layer_norm_eps=1e-6,
-        **BEIT_CONFIGS[kind],
-        **extra,
+        **{**BEIT_CONFIGS[kind], **extra},
     )
 
 
@@ -226,6 +225,12 @@ def test_from_beit_builds_any_mvp_class(tmp_path):
     torch.testing.assert_close(pretraining.mvp.embeddings.mask_token, mim.beit.embeddings.mask_token)
     torch.testing.assert_close(pretraining.head.layernorm.bias, mim.layernorm.bias)
     assert pretraining.head.projection.out_features == 16
+
+    classifier = randomise(BeitForImageClassification(beit_config("shared-bias+mean-pool", use_mask_token=False)))
+    classifier.save_pretrained(tmp_path / "cls")
+    from_classifier = MVPForPreTraining.from_beit(tmp_path / "cls", teacher_dim=16)
+    assert from_classifier.mvp.embeddings.mask_token is not None  # added for pre-training, freshly initialised
+    torch.testing.assert_close(from_classifier.mvp.layers[1].mlp.fc2.weight, classifier.beit.layers[1].mlp.fc2.weight)
 
     backbone = MVPBackbone.from_beit(tmp_path, out_indices=[1, 2]).eval()
     with torch.no_grad():

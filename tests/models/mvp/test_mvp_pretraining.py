@@ -172,6 +172,16 @@ def test_teacher_features_from_the_attached_teacher_equal_precomputed_ones(clip_
     torch.testing.assert_close(attached, given)
 
 
+def test_teacher_pixel_values_go_to_the_teacher(clip_folder):
+    model = eval_model()
+    teacher = model.load_teacher(clip_folder)
+    teacher_pixels = pixels(seed=5)
+    with torch.no_grad():
+        out = model(pixels(), bool_masked_pos=fixed_mask(), teacher_pixel_values=teacher_pixels)
+    torch.testing.assert_close(out.teacher_features, teacher(teacher_pixel_values=teacher_pixels))
+    assert not torch.allclose(out.teacher_features, teacher(pixels()))
+
+
 def test_teacher_width_must_match_the_config(clip_folder):
     model = MVPForPreTraining(tiny_config(teacher_dim=16))
     with pytest.raises(ValueError, match="teacher_dim"):
