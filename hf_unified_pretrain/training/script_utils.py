@@ -126,6 +126,44 @@ def resolve_resume_checkpoint(training_args: TrainingArguments) -> str | None:
     return resolved
 
 
+def _parse_override_value(raw: str, current: object) -> object:
+    if raw.lower() in ("none", "null"):
+        return None
+    if isinstance(current, bool) or (current is None and raw.lower() in ("true", "false")):
+        if raw.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"Expected true/false, got {raw!r}.")
+        return raw.lower() in ("true", "1")
+    for kind in (int, float):
+        if isinstance(current, kind) or current is None:
+            try:
+                return kind(raw)
+            except ValueError:
+                if current is not None:
+                    raise
+    if isinstance(current, (list, tuple)):
+        return type(current)(_parse_override_value(item, current[0] if current else None) for item in raw.split(":"))
+    return raw
+
+
+def apply_config_overrides(config: PreTrainedConfig, overrides: str) -> PreTrainedConfig:
+    """Applies `"key=value,key=value"` to a config, like `update_from_string`, but also for fields that are None.
+
+    Values are parsed by the field's current type; for a None field, as bool, int, float, then string. `none`
+    sets None; list fields take `a:b:c`. Unknown keys are an error (a typo would otherwise be silently ignored).
+    The config's validators run again afterwards, so an inconsistent combination fails here, not at save time.
+    """
+    for item in filter(None, (part.strip() for part in overrides.split(","))):
+        key, separator, raw = item.partition("=")
+        if not separator:
+            raise ValueError(f"Config override {item!r} is not of the form key=value.")
+        if not hasattr(config, key):
+            raise ValueError(f"Config override for unknown field {key!r} of {type(config).__name__}.")
+        setattr(config, key, _parse_override_value(raw, getattr(config, key)))
+    if hasattr(config, "validate"):
+        config.validate()
+    return config
+
+
 def build_config(model_args: ModelArguments) -> PreTrainedConfig:
     """Config from `--config_name`, `--model_name_or_path` or `--model_type` (+ `--config_overrides`)."""
     hub_kwargs = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision, "token": model_args.token}
@@ -140,7 +178,7 @@ def build_config(model_args: ModelArguments) -> PreTrainedConfig:
         raise ValueError("Pass --model_name_or_path, --config_name or --model_type to say which model to train.")
     if model_args.config_overrides:
         logger.info("Overriding config: %s", model_args.config_overrides)
-        config.update_from_string(model_args.config_overrides)
+        apply_config_overrides(config, model_args.config_overrides)
     if model_args.teacher_name_or_path is not None and hasattr(config, "teacher_name_or_path"):
         config.teacher_name_or_path = model_args.teacher_name_or_path
     return config
