@@ -424,9 +424,10 @@ def config_from_original(original_kwargs: Mapping[str, Any], kind: str = "pixel_
         for name, what in _UNSUPPORTED_FAST.items():
             if args.get(name):
                 raise NotImplementedError(f"Fast_iTPN with {name}={args[name]!r} ({what}) is not supported.")
-        if args["naiveswiglu"] and not args["convmlp"]:
+        if not args["convmlp"]:
+            # Its forward flattens the stage-2 output as an NCHW map, which only the C-MLP stages produce.
             raise NotImplementedError(
-                "Fast_iTPN with naiveswiglu but without convmlp (SwiGLU stage-1/2) is not supported."
+                "Fast_iTPN runs only with convmlp=True (the released models); got convmlp=False."
             )
         depth1, depth2 = args["depth_stage1"], args["depth_stage2"]
     elif kind == "pixel_mim" or (kind == "classifier" and "mlp_depth1" not in args):
@@ -686,13 +687,15 @@ def _convert_tensor(original_key: str, new_key: str, tensor: torch.Tensor) -> to
     return tensor
 
 
-def _merge_split_qkv(state: dict[str, torch.Tensor], original: Mapping[str, torch.Tensor]) -> set[str]:
+def _merge_split_qkv(original: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], set[str]]:
     """EVA-style attention (q/k/v projections, or a bias-free qkv with separate q/v biases) -> one biased qkv.
 
     The key bias is zero: it shifts every score of a query by the same amount, so softmax ignores it.
-    Returns the original keys consumed.
+
+    Returns:
+        The fused `<prefix>.qkv.weight` / `.qkv.bias` tensors (original naming) and the original keys they replace.
     """
-    consumed = set()
+    fused, consumed = {}, set()
     prefixes = {
         key.removesuffix(suffix)
         for key in original
@@ -701,17 +704,13 @@ def _merge_split_qkv(state: dict[str, torch.Tensor], original: Mapping[str, torc
     }
     for prefix in sorted(prefixes):
         if f"{prefix}.q_proj.weight" in original:
-            weight = torch.cat([original[f"{prefix}.{n}_proj.weight"] for n in "qkv"], dim=0)
+            fused[f"{prefix}.qkv.weight"] = torch.cat([original[f"{prefix}.{n}_proj.weight"] for n in "qkv"], dim=0)
             consumed |= {f"{prefix}.{n}_proj.weight" for n in "qkv"}
-        else:
-            weight = original[f"{prefix}.qkv.weight"]
-            consumed.add(f"{prefix}.qkv.weight")
-        state[f"{prefix}.qkv.weight"] = weight
         if f"{prefix}.q_bias" in original:
             q_bias, v_bias = original[f"{prefix}.q_bias"], original[f"{prefix}.v_bias"]
-            state[f"{prefix}.qkv.bias"] = torch.cat([q_bias, torch.zeros_like(q_bias), v_bias])
+            fused[f"{prefix}.qkv.bias"] = torch.cat([q_bias, torch.zeros_like(q_bias), v_bias])
             consumed |= {f"{prefix}.q_bias", f"{prefix}.v_bias"}
-    return consumed
+    return fused, consumed
 
 
 def convert_state_dict(
@@ -734,12 +733,11 @@ def convert_state_dict(
     """
     kind = kind or _infer_kind(original_state_dict, config)
     original = {k.removeprefix("module."): v for k, v in original_state_dict.items()}
-    state = dict(original)
-    consumed = _merge_split_qkv(state, original)
-    for key in consumed:
-        state.pop(key, None)
+    fused, consumed = _merge_split_qkv(original)
+    state = {key: tensor for key, tensor in original.items() if key not in consumed} | fused
 
     converted: dict[str, torch.Tensor] = {}
+    source_of: dict[str, str] = {}
     unknown: list[str] = []
     for key, tensor in state.items():
         if _is_derived_or_unused(key, config, kind):
@@ -749,16 +747,18 @@ def convert_state_dict(
             unknown.append(key)
             continue
         converted[new_key] = _convert_tensor(key, new_key, tensor)
+        source_of[new_key] = key
 
     with torch.device("meta"):
         reference = model_class_for(config, kind)(config).state_dict()
     missing = sorted(set(reference) - set(converted))
-    unexpected = sorted(set(converted) - set(reference))
+    unexpected = sorted(f"{source_of[key]} (as {key})" for key in set(converted) - set(reference))
     if unknown or missing or unexpected:
         raise KeyError(
             f"Cannot convert this {kind} checkpoint with the given config. Original keys without counterpart: "
-            f"{sorted(unknown) + unexpected}; parameters missing from the checkpoint: {missing}. Check `kind` and the "
-            "architecture arguments (depths, fpn_depth, rpe, ...)."
+            f"{sorted(unknown)}; original keys the configured model has no place for: {unexpected}; parameters "
+            f"missing from the checkpoint: {missing}. Check `kind` and the architecture arguments (depths, fpn_depth, "
+            "rpe, ape, ...)."
         )
     mismatched = [
         f"{key}: checkpoint {tuple(converted[key].shape)} vs model {tuple(reference[key].shape)}"
