@@ -16,7 +16,7 @@ from hf_unified_pretrain.training import (
 
 def test_json_recipe_is_parsed_into_the_three_dataclasses(tmp_path):
     recipe = {
-        "model_type": "mvp",
+        "model_type": "mvp_vision",
         "config_overrides": "hidden_size=64,num_hidden_layers=2",
         "teacher_name_or_path": "/models/clip-b16",
         "train_dir": "/data/train",
@@ -34,7 +34,7 @@ def test_json_recipe_is_parsed_into_the_three_dataclasses(tmp_path):
 
     model_args, data_args, training_args = parse_args_or_json(args=[str(path)])
 
-    assert isinstance(model_args, ModelArguments) and model_args.model_type == "mvp"
+    assert isinstance(model_args, ModelArguments) and model_args.model_type == "mvp_vision"
     assert model_args.config_overrides == "hidden_size=64,num_hidden_layers=2"
     assert model_args.teacher_name_or_path == "/models/clip-b16"
     assert isinstance(data_args, DataArguments) and data_args.train_dir == "/data/train"

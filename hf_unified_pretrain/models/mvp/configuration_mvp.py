@@ -93,7 +93,7 @@ class MVPConfig(BackboneConfigMixin, PreTrainedConfig):
         out_features / out_indices: Backbone stages ("stem", "stage1", ..., one per block) to return.
     """
 
-    model_type = "mvp"
+    model_type = "mvp_vision"  # "mvp" is taken by an in-tree transformers text model
 
     hidden_size: int = 768
     num_hidden_layers: int = 12

@@ -24,7 +24,7 @@ from tests.hf_testers import (
 )
 
 expose_model_names_to_testers(
-    "mvp",
+    "mvp_vision",
     model=MVPModel,
     backbone=MVPBackbone,
     image_classification=MVPForImageClassification,
