@@ -106,6 +106,8 @@ class ITPNConfig(BackboneConfigMixin, PreTrainedConfig):
         teacher_dim (`int`): Width of the teacher features regressed by the CLIP heads.
         teacher_name_or_path (`str`, *optional*): Local folder or Hub id of the teacher (recorded, never downloaded by
             the model itself).
+        normalize_teacher_features (`bool`): LayerNorm without affine on the features the attached teacher computes
+            (the original CLIP teacher ends with it). Precomputed `teacher_features` are used as given.
         clip_loss_on_all_tokens (`bool`): The original regresses the teacher on all tokens, not only masked ones.
         aux_layer_index (`int`, *optional*): Stage-3 block whose output feeds the auxiliary CLIP branch; defaults to
             `int(0.75 * num_hidden_layers)` as the original.
@@ -171,6 +173,7 @@ class ITPNConfig(BackboneConfigMixin, PreTrainedConfig):
     decoder_mlp_ratio: float | int = 4.0
     teacher_dim: int = 512
     teacher_name_or_path: str | None = None
+    normalize_teacher_features: bool = True
     clip_loss_on_all_tokens: bool = True
     aux_layer_index: int | None = None
     num_aux_layers: int = 2
@@ -187,8 +190,6 @@ class ITPNConfig(BackboneConfigMixin, PreTrainedConfig):
 
     def __post_init__(self, **kwargs: Any) -> None:
         self.mfm_loss_weights = [float(w) for w in self.mfm_loss_weights]
-        if self.aux_layer_index is None:
-            self.aux_layer_index = int(0.75 * self.num_hidden_layers)
         self.stage_names = list(STAGE_STRIDES)
         self.set_output_features_output_indices(
             out_indices=kwargs.pop("out_indices", None), out_features=kwargs.pop("out_features", None)
@@ -238,7 +239,7 @@ class ITPNConfig(BackboneConfigMixin, PreTrainedConfig):
             )
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must lie in (0, 1), got {self.mask_ratio}.")
-        if not 0 <= self.aux_layer_index < self.num_hidden_layers:
+        if self.aux_layer_index is not None and not 0 <= self.aux_layer_index < self.num_hidden_layers:
             raise ValueError(
                 f"aux_layer_index ({self.aux_layer_index}) must index a stage-3 block "
                 f"(0..{self.num_hidden_layers - 1})."
@@ -248,6 +249,13 @@ class ITPNConfig(BackboneConfigMixin, PreTrainedConfig):
     def stage_widths(self) -> tuple[int, int, int]:
         """Widths of stages 1, 2 and 3."""
         return self.hidden_size // 4, self.hidden_size // 2, self.hidden_size
+
+    @property
+    def resolved_aux_layer_index(self) -> int:
+        """Stage-3 block feeding the auxiliary CLIP branch: `aux_layer_index`, else `int(0.75 * depth)`."""
+        if self.aux_layer_index is not None:
+            return self.aux_layer_index
+        return int(0.75 * self.num_hidden_layers)
 
     @property
     def grid_size(self) -> int:

@@ -499,7 +499,6 @@ def config_from_original(original_kwargs: Mapping[str, Any], kind: str = "pixel_
             teacher_dim=int(args["teacher_dim"]),
             num_masking_patches=75 if num_tokens >= 196 else max(1, round(num_tokens * 75 / 196)),
             mask_min_block_tokens=16,
-            aux_layer_index=int(0.75 * int(args["depth"])),
             num_aux_layers=2,
             aux_layer_norm_eps=1e-5,
         )

@@ -707,7 +707,7 @@ class ITPNAuxiliaryHead(nn.Module):
     def __init__(self, config: ITPNConfig) -> None:
         super().__init__()
         rates = drop_path_rates(config)
-        offset = config.stage1_depth + config.stage2_depth + config.aux_layer_index
+        offset = config.stage1_depth + config.stage2_depth + config.resolved_aux_layer_index
         self.layers = nn.ModuleList(
             ITPNLayer(
                 config,
@@ -1131,7 +1131,8 @@ class ITPNForPreTraining(TeacherHolderMixin, ITPNPreTrainedModel):
         noise (`torch.FloatTensor` of shape `(batch_size, num_patches)`, *optional*):
             Makes the random mask reproducible: the patches with the smallest noise stay visible (MAE rule).
         teacher_features (`torch.FloatTensor` of shape `(batch_size, num_patches, teacher_dim)`, *optional*):
-            Precomputed CLIP-target features (otherwise the attached teacher computes them).
+            Precomputed CLIP-target features, used as given (otherwise the attached teacher computes them and, with
+            `config.normalize_teacher_features`, they are LayerNorm-ed without affine as by the original teacher).
         teacher_pixel_values (`torch.FloatTensor`, *optional*): Pixels prepared for the teacher.
         mfm_targets (tuple of 3 tensors `(batch_size, num_patches, s, s, F)`, *optional*):
             Precomputed teacher pyramid levels (strides 4, 8, 16) for masked feature modelling.
@@ -1170,10 +1171,12 @@ class ITPNForPreTraining(TeacherHolderMixin, ITPNPreTrainedModel):
         else:
             mfm_source, logits = self.feature_head(outputs.pyramid_features)
             if self.aux_head is not None:
-                aux_input = outputs.hidden_states[self.config.aux_layer_index + 1]
+                aux_input = outputs.hidden_states[self.config.resolved_aux_layer_index + 1]
                 aux_logits = self.aux_head(aux_input, self.itpn.relative_position_index_for(grid))
             if teacher_features is None:
                 teacher_features = self._run_teacher(pixel_values, teacher_pixel_values)
+                if self.config.normalize_teacher_features:
+                    teacher_features = layer_norm_no_affine(teacher_features.float())
             expected = (batch, grid[0] * grid[1], self.config.teacher_dim)
             if tuple(teacher_features.shape) != expected:
                 raise ValueError(

@@ -132,7 +132,7 @@ def test_fixture_configs_follow_the_original_classes():
     assert seg.out_features == ["stage1", "stage2", "stage3", "stage4"]
     _, _, kwargs = load_fixture("itpn_clip_mim_tiny")
     clip = config_from_original(kwargs, "clip_mim")
-    assert (clip.pretraining_target, clip.aux_layer_index, clip.aux_layer_norm_eps) == ("clip", 6, 1e-5)
+    assert (clip.pretraining_target, clip.resolved_aux_layer_index, clip.aux_layer_norm_eps) == ("clip", 6, 1e-5)
     assert (clip.layer_scale_init_value, clip.fpn_depth, clip.use_relative_position_bias) == (0.1, 1, True)
     _, _, kwargs = load_fixture("fast_itpn_cls_tiny")
     fast = config_from_original(kwargs, "fast_classifier")

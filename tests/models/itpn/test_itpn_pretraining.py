@@ -207,7 +207,10 @@ def test_auxiliary_branch_reads_the_configured_stage3_block():
         model(images(), bool_masked_pos=fixed_mask(num_masked=6), teacher_features=teacher_targets())
         hidden = model.itpn(images(), bool_masked_pos=fixed_mask(num_masked=6), output_hidden_states=True)
     torch.testing.assert_close(captured["input"], hidden.hidden_states[2])  # output of block 1
-    assert ITPNConfig(num_hidden_layers=24).aux_layer_index == 18  # int(0.75 * depth), as the original
+    config = ITPNConfig(num_hidden_layers=24)
+    assert config.resolved_aux_layer_index == 18  # int(0.75 * depth), as the original
+    config.num_hidden_layers = 8  # a later override moves the derived index along
+    assert config.resolved_aux_layer_index == 6
 
 
 def _tiny_clip_folder(tmp_path) -> str:
@@ -227,8 +230,15 @@ def test_attached_clip_teacher_gives_the_same_loss_as_its_precomputed_features(t
     pixels, mask = images(), fixed_mask(num_masked=6)
     with torch.no_grad():
         attached = model(pixels, bool_masked_pos=mask)
-        given = model(pixels, bool_masked_pos=mask, teacher_features=teacher(pixels))
+        # The original CLIP teacher ends with a LayerNorm without affine; precomputed targets are taken as given.
+        normalized = nn.functional.layer_norm(teacher(pixels), (24,), eps=1e-6)
+        given = model(pixels, bool_masked_pos=mask, teacher_features=normalized)
+        model.config.normalize_teacher_features = False
+        raw = model(pixels, bool_masked_pos=mask)
+        given_raw = model(pixels, bool_masked_pos=mask, teacher_features=teacher(pixels))
     torch.testing.assert_close(attached.loss, given.loss)
+    torch.testing.assert_close(raw.loss, given_raw.loss)
+    assert not torch.allclose(raw.loss, attached.loss)
     assert not any(key.startswith("model.") for key in model.state_dict())
     assert all(p.requires_grad is False for p in teacher.parameters())
 
