@@ -965,14 +965,16 @@ class ITPNBackbone(BackboneMixin, ITPNPreTrainedModel):
         outputs = self.itpn(pixel_values, output_attentions=output_attentions, **kwargs)
         patch = self.config.patch_size
         grid = (pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch)
-        stem, _ = self.itpn.embeddings.patch_embeddings(pixel_values)
         if outputs.pyramid_features is None:
             levels = outputs.stage_features
         elif self.config.backbone_layout == "seg":
             levels = tuple(torch.cat([p, s], dim=-1) for p, s in zip(outputs.pyramid_features, outputs.stage_features))
         else:
             levels = outputs.pyramid_features
-        maps = [tokens_to_feature_map(stem, grid)] + [tokens_to_feature_map(level, grid) for level in levels]
+        maps = [None] + [tokens_to_feature_map(level, grid) for level in levels]
+        if "stem" in self.out_features or output_hidden_states:
+            # The patch embedding before stage 1 (its cost is small, but only paid when the stem map is wanted).
+            maps[0] = tokens_to_feature_map(self.itpn.embeddings.patch_embeddings(pixel_values)[0], grid)
         # Strides 32 and 64 are pooled only when asked for: small inputs have no stride-64 map.
         last_needed = max(self.stage_names.index(name) for name in self.out_features)
         pool = F.max_pool2d if self.config.backbone_layout == "seg" else F.avg_pool2d
