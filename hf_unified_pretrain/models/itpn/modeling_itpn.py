@@ -152,6 +152,26 @@ def resize_position_embeddings(position_embeddings: torch.Tensor, height: int, w
     return resized.permute(0, 2, 3, 1).reshape(1, height * width, channels)
 
 
+def patch_grid(pixel_values: torch.Tensor, config: ITPNConfig) -> tuple[int, int]:
+    """(h, w) patch grid of a (B, C, H, W) batch; raises a ValueError naming the problem and the fix otherwise."""
+    if pixel_values.dim() != 4:
+        raise ValueError(
+            f"pixel_values must have shape (batch_size, num_channels, height, width), got {tuple(pixel_values.shape)}."
+        )
+    _, channels, height, width = pixel_values.shape
+    if channels != config.num_channels:
+        raise ValueError(
+            f"pixel_values has {channels} channels but the model expects {config.num_channels} (config.num_channels): "
+            "convert the images (e.g. to RGB) or build the model with the right num_channels."
+        )
+    if height % config.patch_size or width % config.patch_size:
+        raise ValueError(
+            f"Image size {height}x{width} is not divisible by the patch size {config.patch_size}: resize or crop the "
+            f"images to a multiple of {config.patch_size} (the image processor does this)."
+        )
+    return height // config.patch_size, width // config.patch_size
+
+
 def eager_attention_forward(
     module: nn.Module,
     query: torch.Tensor,
@@ -195,25 +215,8 @@ class ITPNPatchEmbeddings(nn.Module):
         self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps) if config.use_patch_norm else None
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        if pixel_values.dim() != 4:
-            raise ValueError(
-                "pixel_values must have shape (batch_size, num_channels, height, width), got "
-                f"{tuple(pixel_values.shape)}."
-            )
-        batch, channels, height, width = pixel_values.shape
-        if channels != self.config.num_channels:
-            raise ValueError(
-                f"pixel_values has {channels} channels but the model expects {self.config.num_channels} "
-                "(config.num_channels): convert the images (e.g. to RGB) or build the model with the right "
-                "num_channels."
-            )
-        patch = self.config.patch_size
-        if height % patch or width % patch:
-            raise ValueError(
-                f"Image size {height}x{width} is not divisible by the patch size {patch}: resize or crop the images "
-                f"to a multiple of {patch} (the image processor does this)."
-            )
-        grid = (height // patch, width // patch)
+        grid = patch_grid(pixel_values, self.config)
+        batch = pixel_values.shape[0]
         inner = self.config.inner_patches
         embeddings = self.projection(pixel_values.to(self.projection.weight.dtype))
         embeddings = embeddings.reshape(batch, -1, grid[0], inner, grid[1], inner)
@@ -887,14 +890,8 @@ class ITPNModel(ITPNPreTrainedModel):
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         ids_keep = replace_mask = None
         if bool_masked_pos is not None:
-            if pixel_values.dim() != 4:
-                raise ValueError(
-                    "pixel_values must have shape (batch_size, num_channels, height, width), got "
-                    f"{tuple(pixel_values.shape)}."
-                )
-            patch = self.config.patch_size
-            num_patches = (pixel_values.shape[-2] // patch) * (pixel_values.shape[-1] // patch)
-            bool_masked_pos = validate_bool_masked_pos(bool_masked_pos, pixel_values.shape[0], num_patches)
+            grid = patch_grid(pixel_values, self.config)
+            bool_masked_pos = validate_bool_masked_pos(bool_masked_pos, pixel_values.shape[0], grid[0] * grid[1])
             if self.config.pretraining_target == "pixel":
                 ids_keep = mask_to_ids(bool_masked_pos.to(pixel_values.device)).ids_keep
             else:
@@ -962,9 +959,8 @@ class ITPNBackbone(BackboneMixin, ITPNPreTrainedModel):
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
+        grid = patch_grid(pixel_values, self.config)
         outputs = self.itpn(pixel_values, output_attentions=output_attentions, **kwargs)
-        patch = self.config.patch_size
-        grid = (pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch)
         if outputs.pyramid_features is None:
             levels = outputs.stage_features
         elif self.config.backbone_layout == "seg":
@@ -1094,8 +1090,7 @@ class ITPNForPreTraining(TeacherHolderMixin, ITPNPreTrainedModel):
         self, pixel_values: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """The mask the model uses when given none: random (pixel target) or block-wise (CLIP target), (B, N) bool."""
-        patch = self.config.patch_size
-        grid = (pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch)
+        grid = patch_grid(pixel_values, self.config)
         batch, num_tokens = pixel_values.shape[0], grid[0] * grid[1]
         if self.config.pretraining_target == "pixel" or noise is not None:
             return random_mask(
@@ -1142,18 +1137,14 @@ class ITPNForPreTraining(TeacherHolderMixin, ITPNPreTrainedModel):
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
+        grid = patch_grid(pixel_values, self.config)
+        batch = pixel_values.shape[0]
         if bool_masked_pos is None:
             bool_masked_pos = self.sample_mask(pixel_values, noise=noise)
-        batch = pixel_values.shape[0]
-        patch = self.config.patch_size
-        if pixel_values.dim() == 4:
-            grid = (pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch)
-        else:
-            grid = (0, 0)
         bool_masked_pos = validate_bool_masked_pos(bool_masked_pos, batch, grid[0] * grid[1]).to(pixel_values.device)
 
         is_clip = self.config.pretraining_target == "clip"
-        need_aux_input = is_clip and getattr(self, "aux_head", None) is not None
+        need_aux_input = is_clip and self.aux_head is not None
         outputs = self.itpn(
             pixel_values,
             bool_masked_pos=bool_masked_pos,
@@ -1166,7 +1157,7 @@ class ITPNForPreTraining(TeacherHolderMixin, ITPNPreTrainedModel):
         if not is_clip:
             ids_restore = mask_to_ids(bool_masked_pos).ids_restore
             mfm_source, logits = self.decoder(outputs.pyramid_features, ids_restore, grid)
-            targets = patchify(pixel_values, patch).to(logits.dtype)
+            targets = patchify(pixel_values, self.config.patch_size).to(logits.dtype)
             losses["pixel"] = pixel_reconstruction_loss(
                 logits, targets, bool_masked_pos, normalize_target=self.config.norm_pix_loss
             )
@@ -1261,5 +1252,6 @@ __all__ = [
     "ITPNModel",
     "ITPNModelOutput",
     "ITPNPreTrainedModel",
+    "patch_grid",
     "tokens_to_feature_map",
 ]

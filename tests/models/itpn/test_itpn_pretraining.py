@@ -404,14 +404,21 @@ def test_backbone_feeds_an_upernet_head(tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def test_image_size_not_divisible_by_the_patch_size():
+ENTRY_POINTS = [ITPNModel, ITPNForPreTraining, ITPNBackbone, ITPNForImageClassification]
+
+
+@pytest.mark.parametrize("model_class", ENTRY_POINTS)
+def test_image_size_not_divisible_by_the_patch_size(model_class):
     with pytest.raises(ValueError, match="not divisible by the patch size 16"):
-        ITPNModel(tiny_config())(torch.randn(1, 3, 64, 60))
+        model_class(tiny_config())(torch.randn(1, 3, 64, 60))
 
 
-def test_wrong_channel_count():
+@pytest.mark.parametrize("model_class", ENTRY_POINTS)
+def test_wrong_channel_count_or_rank(model_class):
     with pytest.raises(ValueError, match="has 1 channels but the model expects 3"):
-        ITPNModel(tiny_config())(torch.randn(1, 1, 64, 64))
+        model_class(tiny_config())(torch.randn(1, 1, 64, 64))
+    with pytest.raises(ValueError, match=r"\(batch_size, num_channels, height, width\)"):
+        model_class(tiny_config())(torch.randn(3, 64, 64))
 
 
 def test_mask_of_the_wrong_shape_or_dtype():
