@@ -1,5 +1,6 @@
 """Small building blocks shared by several architectures (position embeddings, stochastic depth)."""
 
+from .attention import eager_attention_forward
 from .drop_path import DropPath, drop_path
 from .position import (
     get_2d_sincos_pos_embed,
@@ -11,6 +12,7 @@ from .position import (
 __all__ = [
     "DropPath",
     "drop_path",
+    "eager_attention_forward",
     "get_2d_sincos_pos_embed",
     "interpolate_pos_embed",
     "num_relative_distances",

@@ -36,7 +36,13 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
-from ...layers import DropPath, get_2d_sincos_pos_embed, num_relative_distances, relative_position_index
+from ...layers import (
+    DropPath,
+    eager_attention_forward,
+    get_2d_sincos_pos_embed,
+    num_relative_distances,
+    relative_position_index,
+)
 from ...masking import (
     block_mask,
     gather_tokens,
@@ -170,26 +176,6 @@ def patch_grid(pixel_values: torch.Tensor, config: ITPNConfig) -> tuple[int, int
             f"images to a multiple of {config.patch_size} (the image processor does this)."
         )
     return height // config.patch_size, width // config.patch_size
-
-
-def eager_attention_forward(
-    module: nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float,
-    dropout: float = 0.0,
-    **kwargs,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax attention with an additive bias; (B, heads, L, d) inputs, returns (B, L, heads, d) and the weights."""
-    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is not None:
-        attn_weights = attn_weights + attention_mask
-    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
-    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
-    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
-    return attn_output, attn_weights
 
 
 def drop_path_rates(config: ITPNConfig) -> list[float]:

@@ -46,7 +46,13 @@ from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
-from ...layers import DropPath, interpolate_pos_embed, num_relative_distances, relative_position_index
+from ...layers import (
+    DropPath,
+    eager_attention_forward,
+    interpolate_pos_embed,
+    num_relative_distances,
+    relative_position_index,
+)
 from ...masking import block_mask, validate_bool_masked_pos
 from ...objectives import feature_regression_loss, weighted_total
 from ...teachers import TeacherHolderMixin
@@ -187,26 +193,6 @@ class MVPRelativePositionBias(nn.Module):
         num_tokens = index.shape[0]
         bias = table[index.reshape(-1)].reshape(num_tokens, num_tokens, -1)
         return bias.permute(2, 0, 1).unsqueeze(0).contiguous()
-
-
-def eager_attention_forward(
-    module: nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float,
-    dropout: float = 0.0,
-    **kwargs: Unpack[TransformersKwargs],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax attention with an additive bias; returns (B, T, heads, d) outputs and (B, heads, T, T) weights."""
-    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is not None:
-        attn_weights = attn_weights + attention_mask
-    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
-    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
-    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
-    return attn_output, attn_weights
 
 
 class MVPSelfAttention(nn.Module):
