@@ -2,6 +2,7 @@
 
 from .attention import eager_attention_forward
 from .drop_path import DropPath, drop_path
+from .inputs import patch_grid_of
 from .position import (
     get_2d_sincos_pos_embed,
     interpolate_pos_embed,
@@ -16,5 +17,6 @@ __all__ = [
     "get_2d_sincos_pos_embed",
     "interpolate_pos_embed",
     "num_relative_distances",
+    "patch_grid_of",
     "relative_position_index",
 ]

@@ -41,6 +41,7 @@ from ...layers import (
     eager_attention_forward,
     get_2d_sincos_pos_embed,
     num_relative_distances,
+    patch_grid_of,
     relative_position_index,
 )
 from ...masking import (
@@ -160,22 +161,7 @@ def resize_position_embeddings(position_embeddings: torch.Tensor, height: int, w
 
 def patch_grid(pixel_values: torch.Tensor, config: ITPNConfig) -> tuple[int, int]:
     """(h, w) patch grid of a (B, C, H, W) batch; raises a ValueError naming the problem and the fix otherwise."""
-    if pixel_values.dim() != 4:
-        raise ValueError(
-            f"pixel_values must have shape (batch_size, num_channels, height, width), got {tuple(pixel_values.shape)}."
-        )
-    _, channels, height, width = pixel_values.shape
-    if channels != config.num_channels:
-        raise ValueError(
-            f"pixel_values has {channels} channels but the model expects {config.num_channels} (config.num_channels): "
-            "convert the images (e.g. to RGB) or build the model with the right num_channels."
-        )
-    if height % config.patch_size or width % config.patch_size:
-        raise ValueError(
-            f"Image size {height}x{width} is not divisible by the patch size {config.patch_size}: resize or crop the "
-            f"images to a multiple of {config.patch_size} (the image processor does this)."
-        )
-    return height // config.patch_size, width // config.patch_size
+    return patch_grid_of(pixel_values, config.num_channels, config.patch_size)
 
 
 def drop_path_rates(config: ITPNConfig) -> list[float]:

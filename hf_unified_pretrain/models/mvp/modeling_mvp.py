@@ -51,6 +51,7 @@ from ...layers import (
     eager_attention_forward,
     interpolate_pos_embed,
     num_relative_distances,
+    patch_grid_of,
     relative_position_index,
 )
 from ...masking import block_mask, validate_bool_masked_pos
@@ -95,22 +96,7 @@ class MVPPatchEmbeddings(nn.Module):
 
     def grid_size(self, pixel_values: torch.Tensor) -> tuple[int, int]:
         """The (H/p, W/p) patch grid of an input, after checking its rank, channels and divisibility."""
-        if pixel_values.dim() != 4:
-            raise ValueError(
-                f"pixel_values must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}."
-            )
-        _, channels, height, width = pixel_values.shape
-        if channels != self.num_channels:
-            raise ValueError(
-                f"pixel_values have {channels} channels but the model expects {self.num_channels} "
-                "(config.num_channels); convert the images (e.g. grayscale to RGB) or build the model for this count."
-            )
-        if height % self.patch_size or width % self.patch_size:
-            raise ValueError(
-                f"Image size {height}x{width} is not divisible by the patch size {self.patch_size}: resize, crop or pad "
-                f"the images to a multiple of {self.patch_size}."
-            )
-        return height // self.patch_size, width // self.patch_size
+        return patch_grid_of(pixel_values, self.num_channels, self.patch_size)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         self.grid_size(pixel_values)
