@@ -564,6 +564,30 @@ class VisionModelTestOverrides:
     def test_inputs_embeds(self):
         pass
 
+    def test_model_outputs_equivalence(self):
+        # Upstream compares every output with `torch.allclose` and formats `a - b` into its failure message, both of
+        # which reject bool tensors; pre-training outputs carry the bool `bool_masked_pos` (the project's mask
+        # convention). Upstream's checks run unchanged, with bool tensors compared exactly.
+        from unittest import mock
+
+        allclose, subtract = torch.allclose, torch.Tensor.__sub__
+
+        def allclose_or_equal(first, second, *args, **kwargs):
+            if first.dtype == torch.bool:
+                return torch.equal(first, second)
+            return allclose(first, second, *args, **kwargs)
+
+        def subtract_or_xor(first, second):
+            if isinstance(first, torch.Tensor) and first.dtype == torch.bool:
+                return (first ^ second).to(torch.uint8)
+            return subtract(first, second)
+
+        with (
+            mock.patch("torch.allclose", allclose_or_equal),
+            mock.patch.object(torch.Tensor, "__sub__", subtract_or_xor),
+        ):
+            super().test_model_outputs_equivalence()
+
 
 def _make_pil_image_processing_tester() -> type:
     base = __getattr__("ImageProcessingTester")
