@@ -400,6 +400,24 @@ def _square(value: Any, name: str) -> int:
     return int(value)
 
 
+_NOT_A_HEAD_KEY = object()
+
+
+def _rename_head_key(key: str, projections_target: str, blocks_source: str, blocks_target: str | None = None):
+    """Keys shared by both pre-training heads: the per-level `decoder_embed.{level}.{LN|Linear}` projections (original
+    order stride 16, 8, 4; ours 4, 8, 16) and a list of attention blocks. Returns the new key, None for a key to
+    drop, or `_NOT_A_HEAD_KEY` when `key` is neither."""
+    match = re.fullmatch(r"decoder_embed\.(\d)\.(\d)\.(.+)", key)
+    if match:
+        level = 2 - int(match.group(1))
+        return f"{projections_target}.level_projections.{level}.{_LEVEL_PROJECTION[match.group(2)]}.{match.group(3)}"
+    match = re.fullmatch(rf"{blocks_source}\.(\d+)\.(.+)", key)
+    if match:
+        rest = _rename_inside(match.group(2), _ATTENTION_BLOCK)
+        return f"{blocks_target or projections_target}.layers.{match.group(1)}.{rest}" if rest is not None else None
+    return _NOT_A_HEAD_KEY
+
+
 def config_from_original(original_kwargs: Mapping[str, Any], kind: str = "pixel_mim") -> ITPNConfig:
     """Builds the `ITPNConfig` equivalent to an original class built with `original_kwargs`.
 
@@ -625,14 +643,9 @@ def _rename(key: str, config: ITPNConfig, kind: str) -> str | None:
         return f"itpn.pyramid.output_blocks.{2 - int(match.group(1))}.{rest}" if rest is not None else None
 
     if kind == "pixel_mim":
-        match = re.fullmatch(r"decoder_embed\.(\d)\.(\d)\.(.+)", key)
-        if match:
-            level = 2 - int(match.group(1))
-            return f"decoder.level_projections.{level}.{_LEVEL_PROJECTION[match.group(2)]}.{match.group(3)}"
-        match = re.fullmatch(r"decoder_blocks\.(\d+)\.(.+)", key)
-        if match:
-            rest = _rename_inside(match.group(2), _ATTENTION_BLOCK)
-            return f"decoder.layers.{match.group(1)}.{rest}" if rest is not None else None
+        renamed = _rename_head_key(key, "decoder", "decoder_blocks")
+        if renamed is not _NOT_A_HEAD_KEY:
+            return renamed
         decoder = {
             "mask_token": "decoder.mask_token",
             "decoder_pos_embed": "decoder.position_embeddings",
@@ -644,14 +657,9 @@ def _rename(key: str, config: ITPNConfig, kind: str) -> str | None:
         return decoder.get(key)
 
     if kind == "clip_mim":
-        match = re.fullmatch(r"decoder_embed\.(\d)\.(\d)\.(.+)", key)
-        if match:
-            level = 2 - int(match.group(1))
-            return f"feature_head.level_projections.{level}.{_LEVEL_PROJECTION[match.group(2)]}.{match.group(3)}"
-        match = re.fullmatch(r"cls_pt_layers\.(\d+)\.(.+)", key)
-        if match:
-            rest = _rename_inside(match.group(2), _ATTENTION_BLOCK)
-            return f"aux_head.layers.{match.group(1)}.{rest}" if rest is not None else None
+        renamed = _rename_head_key(key, "feature_head", "cls_pt_layers", blocks_target="aux_head")
+        if renamed is not _NOT_A_HEAD_KEY:
+            return renamed
         heads = {
             "norm": "feature_head.layernorm",
             "lm_head": "feature_head.predictor",
