@@ -12,6 +12,7 @@ from .contrastive import (
     image_text_contrastive_loss,
     info_nce_loss,
 )
+from .local_global import local_global_nce_loss, local_global_nce_scores, symmetric_info_nce_loss, tanh_clip
 from .reconstruction import (
     feature_regression_loss,
     layer_norm_no_affine,
@@ -29,9 +30,13 @@ __all__ = [
     "image_text_contrastive_loss",
     "info_nce_loss",
     "layer_norm_no_affine",
+    "local_global_nce_loss",
+    "local_global_nce_scores",
     "normalize_patches",
     "patchify",
     "pixel_reconstruction_loss",
+    "symmetric_info_nce_loss",
+    "tanh_clip",
     "unpatchify",
     "weighted_total",
 ]
