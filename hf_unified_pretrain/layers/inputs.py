@@ -2,32 +2,96 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+# Normalised pixels stay within a few units of 0 ((1 - 0.406) / 0.225 = 2.6 for ImageNet statistics); a
+# non-negative batch reaching past this is raw 0..255 intensities that skipped the image processor.
+RAW_PIXEL_THRESHOLD = 25.0
 
-def patch_grid_of(pixel_values: torch.Tensor, num_channels: int, patch_size: int) -> tuple[int, int]:
-    """The (H/p, W/p) patch grid of a batch, after checking its rank, channel count and divisibility.
+
+def _is_traced() -> bool:
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+def check_pixel_dtype_and_values(pixel_values: torch.Tensor, dtype: torch.dtype) -> None:
+    """Raises a clear error for pixels the model cannot use as they are.
+
+    Accepted: floating pixels of the model's `dtype`, float32 pixels for a 16-bit model (what image processors
+    return; the model casts them), any floating pixels under autocast. Rejected: integer pixels, other floating
+    mismatches (float64 from numpy, bf16 pixels for a float32 model, ...), NaN/inf values, and non-negative
+    pixels above `RAW_PIXEL_THRESHOLD` (raw 0..255 intensities that were never normalised).
 
     Args:
         pixel_values: (B, C, H, W) images.
+        dtype: The dtype of the model's patch projection.
+    """
+    fix = "run the images through the model's image processor (it rescales to [0, 1] and normalises with mean/std)"
+    if not pixel_values.dtype.is_floating_point:
+        raise TypeError(
+            f"pixel_values has dtype {pixel_values.dtype}: the model expects normalised floating pixels, not raw "
+            f"integer intensities. Fix: {fix}, or use `(pixel_values / 255 - mean) / std` as a float tensor."
+        )
+    autocast = torch.is_autocast_enabled(pixel_values.device.type)
+    upcast_input = pixel_values.dtype == torch.float32 and dtype in (torch.float16, torch.bfloat16)
+    if pixel_values.dtype != dtype and not autocast and not upcast_input:
+        raise TypeError(
+            f"pixel_values has dtype {pixel_values.dtype} but the model's weights are {dtype}. Fix: cast the input "
+            f"with `pixel_values.to({dtype})` (numpy arrays are float64 by default), or convert the model with "
+            f"`model.to({pixel_values.dtype})`, or run under torch.autocast."
+        )
+    if _is_traced() or pixel_values.numel() == 0:
+        return
+    low, high = (value.item() for value in torch.aminmax(pixel_values.detach()))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(
+            f"pixel_values contains NaN or infinite values (min {low}, max {high}). Fix: check the data pipeline "
+            "(corrupt images, division by a zero std) before calling the model."
+        )
+    if low >= 0 and high > RAW_PIXEL_THRESHOLD:
+        raise ValueError(
+            f"pixel_values lie in [{low:g}, {high:g}], which looks like raw 0..255 intensities, but the model expects "
+            f"normalised pixels (roughly within [-3, 3]). Fix: {fix}."
+        )
+
+
+def patch_grid_of(
+    pixel_values: torch.Tensor, num_channels: int, patch_size: int, dtype: torch.dtype | None = None
+) -> tuple[int, int]:
+    """The (H/p, W/p) patch grid of a batch, after checking its rank, size, channel count and divisibility.
+
+    Args:
+        pixel_values: (B, C, H, W) images, B >= 1.
         num_channels: C the model was built for (`config.num_channels`).
         patch_size: p.
+        dtype: The model's parameter dtype. Pass it once per forward, where the pixels enter the patch projection:
+            the dtype and the values are then checked too (`check_pixel_dtype_and_values`, one host sync).
 
     Returns:
-        (H / p, W / p). Raises a ValueError naming the problem and the fix otherwise.
+        (H / p, W / p). Raises a ValueError (TypeError for dtypes) naming the problem and the fix otherwise.
     """
     if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4:
         shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
         raise ValueError(f"pixel_values must have shape (batch_size, num_channels, height, width), got {shape}.")
-    _, channels, height, width = pixel_values.shape
+    batch, channels, height, width = pixel_values.shape
+    if batch == 0:
+        raise ValueError(
+            "pixel_values is an empty batch (batch_size 0). Fix: skip empty batches, or check that the data "
+            "collator did not drop every example (e.g. all images unreadable)."
+        )
     if channels != num_channels:
         raise ValueError(
             f"pixel_values has {channels} channels but the model expects {num_channels} (config.num_channels): "
             "convert the images (e.g. grayscale to RGB) or build the model with the right num_channels."
         )
+    if height == 0 or width == 0:
+        raise ValueError(f"pixel_values holds empty images ({height}x{width}): resize them to the model's image_size.")
     if height % patch_size or width % patch_size:
         raise ValueError(
             f"Image size {height}x{width} is not divisible by the patch size {patch_size}: resize, crop or pad the "
             f"images to a multiple of {patch_size} (the image processor does this)."
         )
+    if dtype is not None:
+        check_pixel_dtype_and_values(pixel_values, dtype)
     return height // patch_size, width // patch_size

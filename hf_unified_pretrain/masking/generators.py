@@ -49,8 +49,19 @@ def random_mask(
 
     Returns:
         (B, N) bool, exactly `num_masked_tokens(N, mask_ratio)` True per row.
+
+    Raises:
+        ValueError: the ratio leaves no visible token (a token-dropping encoder would see nothing).
     """
+    if num_tokens < 1:
+        raise ValueError(f"num_tokens must be at least 1, got {num_tokens}.")
     num_visible = num_tokens - num_masked_tokens(num_tokens, mask_ratio)
+    if num_visible == 0:
+        raise ValueError(
+            f"mask_ratio={mask_ratio} masks all {num_tokens} tokens (MAE rounding keeps int({num_tokens} * "
+            f"(1 - {mask_ratio})) = 0 visible), so the encoder would see nothing: lower mask_ratio below "
+            f"{1 - 1 / num_tokens:.4g} or use more tokens (a larger image or a smaller patch size)."
+        )
     if noise is None:
         noise = torch.rand(batch_size, num_tokens, generator=generator, device=device)
     elif noise.shape != (batch_size, num_tokens):
@@ -59,6 +70,39 @@ def random_mask(
         )
     rank = torch.argsort(torch.argsort(noise, dim=1), dim=1)
     return rank >= num_visible
+
+
+def _grid(grid_size: tuple[int, int] | int) -> tuple[int, int]:
+    height, width = (grid_size, grid_size) if isinstance(grid_size, int) else tuple(grid_size)
+    if height < 1 or width < 1:
+        raise ValueError(f"grid_size must be positive (height, width), got {(height, width)}.")
+    return height, width
+
+
+def _validate_block_shape(
+    min_block_tokens: int, min_aspect: float, max_aspect: float | None, max_attempts: int = 1
+) -> float:
+    """Checks block-mask shape bounds; returns the resolved largest aspect ratio."""
+    if min_block_tokens < 1:
+        raise ValueError(
+            f"min_block_tokens must be at least 1 (smallest block area in tokens), got {min_block_tokens}."
+        )
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1, got {max_attempts}.")
+    if not min_aspect > 0:
+        raise ValueError(
+            f"min_aspect must be > 0 (a block's height/width ratio; BEiT uses 0.3), got {min_aspect}: aspect "
+            "ratios are drawn log-uniformly, so they must be positive."
+        )
+    max_aspect = 1 / min_aspect if max_aspect is None else max_aspect
+    if not max_aspect > 0:
+        raise ValueError(
+            f"max_aspect must be > 0 (a block's height/width ratio), got {max_aspect}; or leave it None "
+            "for 1 / min_aspect."
+        )
+    if min_aspect > max_aspect:
+        raise ValueError(f"min_aspect ({min_aspect}) must not exceed max_aspect ({max_aspect}): swap them.")
+    return max_aspect
 
 
 def block_mask(
@@ -95,11 +139,11 @@ def block_mask(
     Returns:
         (B, H*W) bool, row-major, exactly `num_masked` True per row.
     """
-    height, width = (grid_size, grid_size) if isinstance(grid_size, int) else tuple(grid_size)
+    height, width = _grid(grid_size)
     num_tokens = height * width
     if not 0 <= num_masked <= num_tokens:
         raise ValueError(f"num_masked must be in [0, {num_tokens}] for a {height}x{width} grid, got {num_masked}.")
-    max_aspect = 1 / min_aspect if max_aspect is None else max_aspect
+    max_aspect = _validate_block_shape(min_block_tokens, min_aspect, max_aspect, max_attempts)
     log_aspect = (math.log(min_aspect), math.log(max_aspect))
     max_block_tokens = num_masked if max_block_tokens is None else max_block_tokens
 
@@ -118,8 +162,8 @@ def block_mask(
             for _ in range(max_attempts):
                 area = uniform(min(min_block_tokens, budget), budget)
                 aspect = math.exp(uniform(*log_aspect))
-                block_h = int(round(math.sqrt(area * aspect)))
-                block_w = int(round(math.sqrt(area / aspect)))
+                block_h = round(math.sqrt(area * aspect))
+                block_w = round(math.sqrt(area / aspect))
                 if not (0 < block_h < height and 0 < block_w < width):
                     continue
                 top, left = randint(0, height - block_h), randint(0, width - block_w)
@@ -166,12 +210,20 @@ def dirichlet_multimodal_mask(
         `{modality: (B, N_m) bool}`, True = masked; per sample, `sum(~mask)` over modalities equals `num_visible`.
     """
     names, counts = list(num_tokens), list(num_tokens.values())
+    if not names or any(count < 1 for count in counts):
+        raise ValueError(
+            f"num_tokens needs at least one modality, each with at least 1 token, got {dict(num_tokens)}."
+        )
     total = sum(counts)
     if not 0 < num_visible <= total:
         raise ValueError(f"num_visible must be in (0, {total}] (tokens over all modalities), got {num_visible}.")
     alphas = [float(alpha)] * len(names) if isinstance(alpha, (int, float)) else [float(a) for a in alpha]
     if len(alphas) != len(names):
-        raise ValueError(f"alpha has {len(alphas)} values but there are {len(names)} modalities: give one per modality.")
+        raise ValueError(
+            f"alpha has {len(alphas)} values but there are {len(names)} modalities: give one per modality."
+        )
+    if not all(a > 0 for a in alphas):
+        raise ValueError(f"Dirichlet concentrations alpha must all be > 0, got {alphas}.")
     concentration = torch.tensor(alphas).expand(batch_size, -1).contiguous()
     shares = torch._sample_dirichlet(concentration, generator=generator)
     visible_per_modality = (shares * num_visible).round().long()
@@ -191,9 +243,7 @@ def dirichlet_multimodal_mask(
     return dict(zip(names, torch.split(masked, counts, dim=1)))
 
 
-def expand_mask_units(
-    bool_masked_pos: torch.Tensor, grid_size: tuple[int, int] | int, unit_size: int
-) -> torch.Tensor:
+def expand_mask_units(bool_masked_pos: torch.Tensor, grid_size: tuple[int, int] | int, unit_size: int) -> torch.Tensor:
     """Expands a mask on coarse units (e.g. HiViT's 16x16 patches) to the finer tokens inside each unit.
 
     Args:
@@ -204,7 +254,14 @@ def expand_mask_units(
     Returns:
         (B, (h*u)*(w*u)) bool mask on the fine grid, row-major.
     """
-    height, width = (grid_size, grid_size) if isinstance(grid_size, int) else tuple(grid_size)
+    height, width = _grid(grid_size)
+    if unit_size < 1:
+        raise ValueError(f"unit_size must be at least 1, got {unit_size}.")
+    if bool_masked_pos.dim() != 2 or bool_masked_pos.shape[1] != height * width:
+        raise ValueError(
+            f"bool_masked_pos must have shape (batch_size, h*w) = (B, {height * width}) for a {height}x{width} unit "
+            f"grid, got {tuple(bool_masked_pos.shape)}."
+        )
     units = bool_masked_pos.reshape(-1, height, width)
     fine = units.repeat_interleave(unit_size, dim=1).repeat_interleave(unit_size, dim=2)
     return fine.flatten(1)
@@ -220,6 +277,7 @@ class RandomMaskGenerator:
 
     def __init__(self, num_tokens: int, mask_ratio: float) -> None:
         validate_mask_ratio(mask_ratio)
+        random_mask(1, num_tokens, mask_ratio, noise=torch.zeros(1, num_tokens))  # fails now, not in the first batch
         self.num_tokens, self.mask_ratio = num_tokens, mask_ratio
 
     def __call__(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -249,7 +307,13 @@ class BlockMaskGenerator:
         min_aspect: float = 0.3,
         max_aspect: float | None = None,
     ) -> None:
-        self.grid_size = (grid_size, grid_size) if isinstance(grid_size, int) else tuple(grid_size)
+        self.grid_size = _grid(grid_size)
+        if not 0 <= num_masked <= self.grid_size[0] * self.grid_size[1]:
+            raise ValueError(
+                f"num_masked must be in [0, {self.grid_size[0] * self.grid_size[1]}] for a "
+                f"{self.grid_size[0]}x{self.grid_size[1]} grid, got {num_masked}."
+            )
+        _validate_block_shape(min_block_tokens, min_aspect, max_aspect)
         self.num_masked, self.min_block_tokens = num_masked, min_block_tokens
         self.min_aspect, self.max_aspect = min_aspect, max_aspect
 

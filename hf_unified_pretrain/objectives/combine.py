@@ -24,4 +24,9 @@ def weighted_total(losses: Mapping[str, torch.Tensor], weights: Mapping[str, flo
     unknown = sorted(set(weights) - set(losses))
     if unknown:
         raise KeyError(f"Loss weights given for {unknown}, but the loss parts are {sorted(losses)}.")
+    not_scalar = {name: tuple(value.shape) for name, value in losses.items() if value.dim() != 0}
+    if not_scalar:
+        raise ValueError(
+            f"Loss parts must be scalars (reduce them first), got shapes {not_scalar}: summing them would broadcast."
+        )
     return sum(weights.get(name, 1.0) * value for name, value in losses.items())

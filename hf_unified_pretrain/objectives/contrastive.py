@@ -44,6 +44,16 @@ def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(_AllGatherWithGrad.apply(tensor), dim=0)
 
 
+def _check_pairs(first: torch.Tensor, second: torch.Tensor, names: tuple[str, str]) -> None:
+    if first.dim() != 2 or first.shape != second.shape:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must both have shape (batch_size, dim) with row i of one paired with row i "
+            f"of the other, got {tuple(first.shape)} and {tuple(second.shape)}."
+        )
+    if first.shape[0] == 0:
+        raise ValueError(f"{names[0]} is an empty batch (batch_size 0): a contrastive loss needs at least one pair.")
+
+
 def info_nce_loss(
     queries: torch.Tensor,
     keys: torch.Tensor,
@@ -64,6 +74,9 @@ def info_nce_loss(
     Returns:
         Scalar, mean over this process's queries.
     """
+    _check_pairs(queries, keys, ("queries", "keys"))
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}.")
     if normalize:
         queries, keys = F.normalize(queries, dim=-1), F.normalize(keys, dim=-1)
     offset = 0
@@ -93,6 +106,7 @@ def image_text_contrastive_loss(
     Returns:
         Scalar: mean of the image→text and text→image cross-entropies.
     """
+    _check_pairs(image_embeds, text_embeds, ("image_embeds", "text_embeds"))
     image_embeds, text_embeds = F.normalize(image_embeds, dim=-1), F.normalize(text_embeds, dim=-1)
     offset = 0
     all_images, all_texts = image_embeds, text_embeds
@@ -116,7 +130,21 @@ def cross_entropy_loss(logits: torch.Tensor, targets: torch.Tensor, *, label_smo
     Returns:
         Scalar mean over the batch.
     """
-    if targets.dim() == logits.dim() and targets.dtype.is_floating_point:
+    if logits.dim() != 2 or logits.shape[0] == 0:
+        raise ValueError(
+            f"logits must have shape (batch_size, num_classes) with batch_size > 0, got {tuple(logits.shape)}."
+        )
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
+    soft = targets.dtype.is_floating_point
+    expected = tuple(logits.shape) if soft else tuple(logits.shape[:1])
+    if tuple(targets.shape) != expected:
+        kind = "soft label distributions (batch_size, num_classes)" if soft else "class indices (batch_size,)"
+        raise ValueError(
+            f"targets must be {kind} = {expected} for logits {tuple(logits.shape)}, got {tuple(targets.shape)} "
+            f"of dtype {targets.dtype} (integer targets are class indices, floating targets probabilities)."
+        )
+    if soft:
         if label_smoothing:
             targets = targets * (1 - label_smoothing) + label_smoothing / logits.shape[-1]
         return -(targets * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
