@@ -85,8 +85,9 @@ def test_block_mask_generator_reproducible():
 
 
 def test_dirichlet_mask_keeps_exact_visible_budget():
-    masks = dirichlet_multimodal_mask({"rgb": 16, "depth": 16, "semseg": 16}, 8, 6,
-                                      generator=torch.Generator().manual_seed(0))
+    masks = dirichlet_multimodal_mask(
+        {"rgb": 16, "depth": 16, "semseg": 16}, 8, 6, generator=torch.Generator().manual_seed(0)
+    )
     visible = sum((~m).sum(1) for m in masks.values())
     assert visible.tolist() == [8] * 6
     assert [m.shape for m in masks.values()] == [torch.Size([6, 16])] * 3
@@ -143,3 +144,111 @@ def test_validate_bool_masked_pos():
         validate_bool_masked_pos(torch.zeros(1, 5, dtype=torch.bool), 1, 4)
     with pytest.raises(ValueError, match="only 0 and 1"):
         validate_bool_masked_pos(torch.tensor([[0, 2]]), 1, 2)
+
+
+# Hand-computed values at settings where every parameter matters (non-square grids, asymmetric masks, alpha != 1)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_tokens,ratio,expected", [(10, 0.35, 4), (7, 0.6, 5), (12, 0.25, 3), (5, 0.01, 1)])
+def test_num_masked_tokens_rounds_the_visible_count_down(num_tokens, ratio, expected):
+    # visible = int(N * (1 - r)): 10 * 0.65 = 6.5 -> 6 visible, 4 masked; 7 * 0.4 = 2.8 -> 2 visible, 5 masked
+    assert num_masked_tokens(num_tokens, ratio) == expected
+
+
+def test_random_mask_hand_example_per_row_with_a_non_half_ratio():
+    noise = torch.tensor([[0.9, 0.2, 0.4, 0.1, 0.7], [0.3, 0.8, 0.5, 0.6, 0.0]])
+    # N=5, ratio 0.6 -> int(2.0) = 2 visible per row: the two smallest noises
+    assert random_mask(2, 5, 0.6, noise=noise).int().tolist() == [[1, 0, 1, 0, 1], [0, 1, 1, 1, 0]]
+
+
+def test_random_mask_that_would_hide_every_token_is_rejected():
+    with pytest.raises(ValueError, match="masks all 3 tokens.*lower mask_ratio"):
+        random_mask(1, 3, 0.7)  # int(3 * 0.3) = 0 visible
+    with pytest.raises(ValueError, match="masks all 3 tokens"):
+        RandomMaskGenerator(3, 0.7)
+
+
+@pytest.mark.parametrize("aspect,block", [(2 / 3, (2, 3)), (3 / 2, (3, 2))])
+def test_block_mask_block_shape_follows_area_and_aspect_height_over_width(aspect, block):
+    # area fixed at 6 and aspect fixed: every sample is one block of height round(sqrt(6a)) x width round(sqrt(6/a))
+    masks = block_mask(
+        6, (4, 6), 6, min_block_tokens=6, max_block_tokens=6, min_aspect=aspect, max_aspect=aspect,
+        generator=torch.Generator().manual_seed(0),
+    ).view(6, 4, 6)  # fmt: skip
+    for mask in masks:
+        rows, cols = mask.any(dim=1).nonzero().flatten(), mask.any(dim=0).nonzero().flatten()
+        assert (len(rows), len(cols)) == block
+        assert mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].all() and mask.sum() == 6
+
+
+def test_block_mask_generator_uses_its_aspect_bounds():
+    generator = BlockMaskGenerator((4, 6), 6, min_block_tokens=6, min_aspect=1.5, max_aspect=1.5)
+    mask = generator(1, torch.Generator().manual_seed(1)).view(4, 6)
+    assert (int(mask.any(dim=1).sum()), int(mask.any(dim=0).sum())) == (3, 2)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"min_aspect": 0.0}, "min_aspect must be > 0"),
+        ({"min_aspect": -0.3}, "min_aspect must be > 0"),
+        ({"min_aspect": 0.3, "max_aspect": 0.0}, "max_aspect must be > 0"),
+        ({"min_aspect": 2.0, "max_aspect": 1.0}, "must not exceed max_aspect"),
+        ({"min_block_tokens": 0}, "min_block_tokens must be at least 1"),
+    ],
+)
+def test_block_mask_rejects_bad_shape_bounds(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        block_mask(1, (4, 6), 6, **kwargs)
+    with pytest.raises(ValueError, match=message):
+        BlockMaskGenerator((4, 6), 6, **kwargs)
+
+
+def test_block_mask_rejects_bad_grids_and_counts():
+    with pytest.raises(ValueError, match="grid_size must be positive"):
+        block_mask(1, (0, 6), 0)
+    with pytest.raises(ValueError, match=r"num_masked must be in \[0, 24\]"):
+        BlockMaskGenerator((4, 6), 25)
+
+
+def test_dirichlet_mask_concentration_sets_the_expected_split():
+    # Huge concentrations make the share almost exactly alpha / sum(alpha): 8 visible tokens split 2 (rgb) / 6 (depth).
+    masks = dirichlet_multimodal_mask(
+        {"rgb": 6, "depth": 10}, 8, 4, alpha=[1e5, 3e5], generator=torch.Generator().manual_seed(0)
+    )
+    assert (~masks["rgb"]).sum(1).tolist() == [2] * 4
+    assert (~masks["depth"]).sum(1).tolist() == [6] * 4
+    # Tiny concentrations put (almost) the whole budget on one modality per sample.
+    sparse = dirichlet_multimodal_mask(
+        {"rgb": 8, "depth": 8}, 8, 16, alpha=0.01, generator=torch.Generator().manual_seed(0)
+    )
+    per_sample = torch.stack([(~mask).sum(1) for mask in sparse.values()], 1)
+    assert sorted(set(per_sample.max(1).values.tolist())) == [8]
+
+
+def test_dirichlet_mask_rejects_non_positive_concentration_and_empty_modalities():
+    with pytest.raises(ValueError, match="alpha must all be > 0"):
+        dirichlet_multimodal_mask({"rgb": 4, "depth": 4}, 2, 1, alpha=[1.0, 0.0])
+    with pytest.raises(ValueError, match="at least 1 token"):
+        dirichlet_multimodal_mask({"rgb": 4, "depth": 0}, 2, 1)
+
+
+def test_expand_mask_units_on_a_non_square_grid_and_bad_shapes():
+    units = torch.tensor([[True, False, False, False, True, True]])  # 2x3 units
+    fine = expand_mask_units(units, (2, 3), 2).view(4, 6).int().tolist()
+    assert fine == [[1, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]]
+    with pytest.raises(ValueError, match=r"\(B, 6\)"):
+        expand_mask_units(units[:, :4], (2, 3), 2)
+
+
+def test_ids_to_mask_and_gather_tokens_hand_values():
+    assert ids_to_mask(torch.tensor([[4, 0], [1, 2]]), 5).int().tolist() == [[0, 1, 1, 1, 0], [1, 0, 0, 1, 1]]
+    tokens = torch.tensor([[10, 11, 12, 13], [20, 21, 22, 23]])
+    assert gather_tokens(tokens, torch.tensor([[3, 0], [1, 1]])).tolist() == [[13, 10], [21, 21]]
+
+
+def test_validate_mask_ratio_returns_a_float_and_validate_bool_masked_pos_flattens_row_major():
+    assert validate_mask_ratio(3 / 8) == 0.375
+    grid = torch.tensor([[[True, False, False], [False, False, True]]])  # (1, 2, 3)
+    assert validate_bool_masked_pos(grid, 1, 6).int().tolist() == [[1, 0, 0, 0, 0, 1]]
