@@ -22,6 +22,7 @@ from .decoding import (
     attach_transform,
     attach_transforms,
     decode_image,
+    to_rgb,
 )
 from .embedded import EMBEDDED_SOURCES, load_embedded_dataset, load_embedded_photographs
 from .loading import EmptyImageDatasetError, load_pretraining_dataset, resolve_image_column
@@ -88,5 +89,6 @@ __all__ = [
     "resolve_image_column",
     "sample_resized_crop_box",
     "tiny_coco_id2label",
+    "to_rgb",
     "to_size_tuple",
 ]

@@ -50,6 +50,11 @@ class MaskedImageCollator:
         self.rng = SeededRandomness(seed)
 
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        if len(examples) == 0:
+            raise ValueError(
+                "The collator got an empty list of examples (batch size 0): check per_device_train_batch_size and "
+                "that the dataset is not empty (e.g. after max_train_samples or filtering)."
+            )
         kept = [example for example in examples if example.get("pixel_values") is not None]
         if not kept:
             raise AllImagesUnreadableError(

@@ -67,11 +67,45 @@ def decode_image(value: Any) -> Image.Image:
             raise UnreadableImageError(f"unsupported image value of type {type(value).__name__}")
         # `load()` forces the full decode so truncated files fail here, not later inside the transform.
         image.load()
-        return image if image.mode == "RGB" else image.convert("RGB")
+        return to_rgb(image)
     except UnreadableImageError:
         raise
     except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
         raise UnreadableImageError(f"{type(error).__name__}: {error}") from error
+
+
+# Single-channel modes holding more than 8 bits per pixel. PIL's `convert("RGB")` clips them at 255 (a 16-bit
+# photograph turns almost white), so they are rescaled from their full range instead.
+_HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Converts an image to 8-bit RGB, rescaling high-bit-depth grey images instead of clipping them.
+
+    16-bit modes (`I;16*`) are mapped from [0, 65535]; 32-bit integer (`I`) and float (`F`) images from the
+    smallest of [0, 1], [0, 255] or [0, 65535] holding their values (what 8-bit, 16-bit and normalised files
+    store). The 8-bit result keeps the image's contrast (the transforms work on 8-bit PIL images).
+
+    Args:
+        image: Any PIL image.
+
+    Returns:
+        RGB PIL image.
+    """
+    if image.mode == "RGB":
+        return image
+    if image.mode not in _HIGH_DEPTH_MODES:
+        return image.convert("RGB")
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16"):
+        full_scale = 65535.0
+    else:
+        high = float(values.max()) if values.size else 0.0
+        full_scale = next((scale for scale in (1.0, 255.0) if high <= scale), 65535.0)
+        if image.mode == "I" and full_scale == 1.0:
+            full_scale = 255.0  # integers in {0, 1} are 8-bit values, not a [0, 1] range
+    eight_bit = np.round(np.clip(values / full_scale, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return Image.fromarray(eight_bit).convert("RGB")
 
 
 def _describe(value: Any) -> str:
