@@ -1,0 +1,601 @@
+# Copyright 2026 The hf_unified_pretrain Authors. Licensed under the Apache License, Version 2.0.
+"""AMDIM: Augmented Multiscale Deep InfoMax (Bachman, Hjelm, Buchwalter; NeurIPS 2019, arXiv 1906.00910).
+
+Two augmentations of each image go through one convolutional encoder. From each view it takes a global feature
+(`r1`, the final 1x1 map) and two local maps (`r5`, `r7`: 5x5 and 7x7 at the nominal size) passed through 1x1
+embedding heads, and maximises NCE lower bounds on the mutual information between the views:
+
+- 1→5 and 1→7: the global feature of one view against every location of the other view's local map;
+- 5→5: one random location of one view's 5x5 map against the other view's 5x5 map;
+
+each term in both directions, with scores `r_src · r_trg / sqrt(n_rkhs)` soft-clipped by `tclip * tanh(s / tclip)`
+and penalised by their mean square (`lgt_reg`). Negatives are all locations of the other images (of every process
+under DDP). Online evaluation heads (MLP and linear, as the original) learn from the detached global features.
+
+Structure and numerics follow the original code (Philip-Bachman/amdim-public @ 8754ae14: `model.py`, `costs.py`):
+the encoder's module list, its residual units with average-pool shortcuts zero-padded in channels, and the batch
+norms that are always applied (the final map, the embedding heads' outputs) while the others follow `use_bn`.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.backbone_utils import BackboneMixin
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BackboneOutput, ImageClassifierOutputWithNoAttention
+from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
+
+from ...objectives import local_global_nce_scores, tanh_clip, weighted_total
+from .configuration_amdim import AMDIMConfig
+
+# Forward keywords every model accepts from transformers' machinery (AMDIM has no attention to return).
+_ACCEPTED_KWARGS = frozenset({"output_attentions"})
+
+
+def _check_kwargs(model: nn.Module, kwargs: dict) -> None:
+    unknown = sorted(set(kwargs) - _ACCEPTED_KWARGS)
+    if unknown:
+        raise TypeError(f"{type(model).__name__}.forward() got unexpected keyword argument(s) {unknown}.")
+
+
+@dataclass
+class AMDIMModelOutput(ModelOutput):
+    """Output of `AMDIMModel`.
+
+    Args:
+        last_hidden_state: (B, n_rkhs, h, w) the final (batch-normalised) map, 1x1 at the nominal size: r1.
+        pooler_output: (B, n_rkhs) the global feature (r1 flattened; spatial mean for larger inputs).
+        local_features_5: (B, n_rkhs, 5, 5) r5, the embedded 5x5 map (None without the local heads).
+        local_features_7: (B, n_rkhs, 7, 7) r7, the embedded 7x7 map (None without the local heads).
+        hidden_states: Tuple of the backbone stage outputs ("stem", "stage1", ...) when requested.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    local_features_5: torch.FloatTensor | None = None
+    local_features_7: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class AMDIMForPreTrainingOutput(ModelOutput):
+    """Output of `AMDIMForPreTraining`.
+
+    Args:
+        loss: Weighted total of `losses` (scalar).
+        losses: Named parts: `g2l_1t5`, `g2l_1t7`, `g2l_5t5` (NCE terms averaged over both directions), `lgt_reg`
+            (score regulariser), `mixture_entropy` (minus the weighted posterior entropy, with mixtures) and, with
+            labels, `cls_mlp` / `cls_linear` (online classifiers on detached features).
+        metrics: With labels, `accuracy_mlp` / `accuracy_linear` of the online classifiers on both views.
+        global_features: (B, n_rkhs) r1 of the first view.
+        features_1: (r1, r5, r7) maps of the first view.
+        features_2: (r1, r5, r7) maps of the second view.
+        source_locations: (2, B) flat index into the 5x5 map of the source location of each image, view 1 then view 2.
+        logits_mlp: (2B, num_labels) MLP evaluation head logits (view 1 rows, then view 2), when the heads exist.
+        logits_linear: (2B, num_labels) linear evaluation head logits.
+        hidden_states: Stage outputs of the first view, when requested.
+    """
+
+    loss: torch.FloatTensor | None = None
+    losses: dict[str, torch.Tensor] | None = None
+    metrics: dict[str, torch.Tensor] | None = None
+    global_features: torch.FloatTensor | None = None
+    features_1: tuple[torch.FloatTensor, ...] | None = None
+    features_2: tuple[torch.FloatTensor, ...] | None = None
+    source_locations: torch.LongTensor | None = None
+    logits_mlp: torch.FloatTensor | None = None
+    logits_linear: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+class AMDIMConvLayer(nn.Module):
+    """The stem convolution: optional padding (zero or reflect), conv with bias, ReLU (the original's `Conv3x3`)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, padding: int, pad_mode: str):
+        super().__init__()
+        self.padding = padding
+        self.pad_mode = pad_mode
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride, 0, bias=True)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.padding > 0:
+            hidden_states = F.pad(hidden_states, (self.padding,) * 4, mode=self.pad_mode)
+        return F.relu(self.conv(hidden_states))
+
+
+class AMDIMResidualUnit(nn.Module):
+    """conv(kernel, stride) → (BN) → ReLU → 1x1 conv, plus an average-pooled shortcut zero-padded in channels.
+
+    The original's `ConvResNxN`: no activation after the sum; the 1x1 conv starts at zero (fix-up style), so every
+    unit starts as its shortcut.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, use_bn: bool):
+        super().__init__()
+        if out_channels < in_channels:
+            raise ValueError(f"AMDIM residual units only widen: {in_channels} → {out_channels} channels.")
+        self.kernel, self.stride = kernel, stride
+        self.extra_channels = out_channels - in_channels
+        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel, stride, 0, bias=False)
+        self.norm = nn.BatchNorm2d(out_channels) if use_bn else nn.Identity()
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 1, 1, 0, bias=False)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        residual = self.conv2(F.relu(self.norm(self.conv1(hidden_states))))
+        shortcut = F.avg_pool2d(hidden_states, self.kernel, self.stride, 0)
+        if self.extra_channels:
+            shortcut = F.pad(shortcut, (0, 0, 0, 0, 0, self.extra_channels))
+        return residual + shortcut
+
+
+class AMDIMResidualBlock(GradientCheckpointingLayer):
+    """One strided residual unit followed by `n_depth - 1` 1x1 units (the original's `ConvResBlock`)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, depth: int, use_bn: bool):
+        super().__init__()
+        units = [AMDIMResidualUnit(in_channels, out_channels, kernel, stride, use_bn)]
+        units += [AMDIMResidualUnit(out_channels, out_channels, 1, 1, use_bn) for _ in range(depth - 1)]
+        self.units = nn.ModuleList(units)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        for unit in self.units:
+            hidden_states = unit(hidden_states)
+        return hidden_states
+
+
+class AMDIMEncoder(nn.Module):
+    """The original's `layer_list`: stem convs, residual blocks/units and (maybe) batch norms, in that order."""
+
+    def __init__(self, config: AMDIMConfig):
+        super().__init__()
+        layers = []
+        for spec in config.layer_specs:
+            kind = spec[0]
+            if kind == "conv":
+                layers.append(AMDIMConvLayer(*spec[1:]))
+            elif kind == "unit":
+                layers.append(AMDIMResidualUnit(*spec[1:], use_bn=config.use_bn))
+            elif kind == "block":
+                layers.append(AMDIMResidualBlock(*spec[1:], depth=config.n_depth, use_bn=config.use_bn))
+            else:
+                _, channels, always = spec
+                layers.append(nn.BatchNorm2d(channels) if always or config.use_bn else nn.Identity())
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """(B, C, H, W) → the output of every layer."""
+        outputs, hidden_states = [], pixel_values
+        for layer in self.layers:
+            hidden_states = layer(hidden_states)
+            outputs.append(hidden_states)
+        return outputs
+
+
+class AMDIMEmbeddingHead(nn.Module):
+    """1x1 conv → (BN) → ReLU → 1x1 conv (zero-init) plus a near-identity 1x1 shortcut, then BN (`FakeRKHSConvNet`)."""
+
+    def __init__(self, in_channels: int, out_channels: int, use_bn: bool):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.norm_hidden = nn.BatchNorm2d(out_channels) if use_bn else nn.Identity()
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 1, bias=False)
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1, bias=True)
+        self.norm_out = nn.BatchNorm2d(out_channels)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        residual = self.conv2(F.relu(self.norm_hidden(self.conv1(hidden_states))))
+        return self.norm_out(residual + self.shortcut(hidden_states))
+
+
+class AMDIMMixtureHead(nn.Module):
+    """k mixture features from the global feature: one-hidden-layer MLP, residual to the global feature (paper §3.5)."""
+
+    def __init__(self, config: AMDIMConfig):
+        super().__init__()
+        hidden = config.mixture_hidden_size or config.n_rkhs
+        self.num_components = config.num_mixture_components
+        self.fc1 = nn.Linear(config.n_rkhs, hidden)
+        self.fc2 = nn.Linear(hidden, config.num_mixture_components * config.n_rkhs)
+
+    def forward(self, global_features: torch.Tensor) -> torch.Tensor:
+        """(B, D) → (B, k, D)."""
+        offsets = self.fc2(F.relu(self.fc1(global_features)))
+        return global_features.unsqueeze(1) + offsets.view(global_features.shape[0], self.num_components, -1)
+
+
+class AMDIMClassifierHead(nn.Module):
+    """The original's evaluation heads (`MLPClassifier`): linear (dropout 0 → Linear) or MLP (dropout → Linear
+    without bias → BatchNorm1d → ReLU → dropout → Linear)."""
+
+    def __init__(self, config: AMDIMConfig, kind: str):
+        super().__init__()
+        num_labels = config.num_labels
+        self.kind = kind
+        if kind == "linear":
+            self.dropout = nn.Identity()
+            self.fc = nn.Linear(config.n_rkhs, num_labels)
+        else:
+            hidden = config.classifier_hidden_size
+            self.dropout = nn.Dropout(config.classifier_dropout)
+            self.fc1 = nn.Linear(config.n_rkhs, hidden, bias=False)
+            self.norm = nn.BatchNorm1d(hidden)
+            self.dropout_hidden = nn.Dropout(config.classifier_dropout)
+            self.fc = nn.Linear(hidden, num_labels)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        features = self.dropout(features)
+        if self.kind == "mlp":
+            features = self.dropout_hidden(F.relu(self.norm(self.fc1(features))))
+        return self.fc(features)
+
+
+def amdim_classifier_loss(
+    logits: torch.Tensor, labels: torch.Tensor, clip: float | None = 10.0, regularizer: float = 1e-3
+) -> torch.Tensor:
+    """The original's `loss_xent`: cross-entropy of tanh-clipped logits plus `regularizer * mean(logits ** 2)`.
+
+    Labels of -1 are ignored (unlabelled images in a labelled batch).
+    """
+    return F.cross_entropy(tanh_clip(logits, clip), labels, ignore_index=-1) + regularizer * logits.square().mean()
+
+
+class AMDIMPreTrainedModel(PreTrainedModel):
+    config: AMDIMConfig
+    base_model_prefix = "amdim"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["AMDIMResidualBlock", "AMDIMEmbeddingHead"]
+    _supports_sdpa = False
+    _supports_flash_attn = False
+    _supports_flex_attn = False
+    _supports_attention_backend = False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """PyTorch's default conv/linear init, then the original's `init_weights`: the second conv of every residual
+        branch at zero and the embedding heads' shortcuts near the identity."""
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                fan_in = module.weight[0].numel()
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+                init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+            init.zeros_(module.num_batches_tracked)
+        elif isinstance(module, AMDIMResidualUnit):
+            init.zeros_(module.conv2.weight)
+        elif isinstance(module, AMDIMEmbeddingHead):
+            init.zeros_(module.conv2.weight)
+            out_channels, in_channels = module.shortcut.weight.shape[:2]
+            init.uniform_(module.shortcut.weight, -0.01, 0.01)
+            if out_channels >= in_channels:
+                identity = torch.eye(out_channels, in_channels, dtype=torch.bool).view(out_channels, in_channels, 1, 1)
+                init.copy_(module.shortcut.weight, module.shortcut.weight.masked_fill(identity, 1.0))
+
+    def no_weight_decay(self) -> set[str]:
+        """No extra exemptions: biases and norm weights are already handled by the trainer."""
+        return set()
+
+
+class AMDIMModel(AMDIMPreTrainedModel):
+    """The AMDIM encoder: global feature r1 and, with the local heads, the embedded local maps r5 and r7.
+
+    Args:
+        config: The configuration.
+        add_local_heads: Build the r5 / r7 embedding heads (pre-training needs them; classifiers and backbones do not,
+            so none of their parameters is left without gradient).
+    """
+
+    def __init__(self, config: AMDIMConfig, add_local_heads: bool = True):
+        super().__init__(config)
+        self.encoder = AMDIMEncoder(config)
+        self.feature_layers = config.feature_layer_indices
+        self.stage_layers = config.stage_layer_indices
+        specs = config.layer_specs
+        width = {name: _out_channels(specs[index]) for name, index in self.feature_layers.items()}
+        self.embed_5 = AMDIMEmbeddingHead(width["r5"], config.n_rkhs, config.use_bn) if add_local_heads else None
+        self.embed_7 = AMDIMEmbeddingHead(width["r7"], config.n_rkhs, config.use_bn) if add_local_heads else None
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.layers[0]
+
+    @can_return_tuple
+    def forward(
+        self, pixel_values: torch.Tensor | None = None, output_hidden_states: bool | None = None, **kwargs
+    ) -> AMDIMModelOutput:
+        r"""Encodes images into r1 (global) and, with the local heads, r5 / r7.
+
+        Args:
+            pixel_values: (B, C, H, W) with H, W >= `config.image_size`.
+            output_hidden_states: Also return the backbone stage outputs.
+        """
+        _check_kwargs(self, kwargs)
+        _check_pixels(pixel_values, self.config)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        outputs = self.encoder(pixel_values)
+        r1 = outputs[self.feature_layers["r1"]]
+        r5 = self.embed_5(outputs[self.feature_layers["r5"]]) if self.embed_5 is not None else None
+        r7 = self.embed_7(outputs[self.feature_layers["r7"]]) if self.embed_7 is not None else None
+        hidden_states = tuple(outputs[index] for index in self.stage_layers) if output_hidden_states else None
+        return AMDIMModelOutput(
+            last_hidden_state=r1,
+            pooler_output=r1.mean(dim=(2, 3)),
+            local_features_5=r5,
+            local_features_7=r7,
+            hidden_states=hidden_states,
+        )
+
+
+def _out_channels(spec: tuple) -> int:
+    return spec[1] if spec[0] == "norm" else spec[2]
+
+
+def _check_pixels(pixel_values: torch.Tensor | None, config: AMDIMConfig, name: str = "pixel_values") -> None:
+    if pixel_values is None:
+        raise ValueError(f"AMDIM needs `{name}` of shape (batch, {config.num_channels}, height, width).")
+    if pixel_values.dim() != 4 or pixel_values.shape[1] != config.num_channels:
+        raise ValueError(
+            f"`{name}` must be (batch, {config.num_channels}, height, width), got {tuple(pixel_values.shape)}."
+        )
+    if min(pixel_values.shape[-2:]) < config.image_size:
+        raise ValueError(
+            f"`{name}` is {tuple(pixel_values.shape[-2:])} but this AMDIM encoder layout needs at least "
+            f"{config.image_size}x{config.image_size} pixels (config.image_size); resize the images."
+        )
+
+
+class AMDIMBackbone(BackboneMixin, AMDIMPreTrainedModel):
+    """AMDIM encoder as a multi-scale backbone (UperNet, ...): stages "stem", "stage1", ... are the encoder's
+    successive maps (a map followed by a batch norm is taken after the norm)."""
+
+    has_attentions = False
+    _keys_to_ignore_on_load_unexpected = [
+        r"(^|\.)embed_[57]\.",
+        r"^(mlp|linear)_classifier\.",
+        r"^mixture_head\.",
+    ]
+
+    def __init__(self, config: AMDIMConfig):
+        super().__init__(config)
+        self.num_features = config.stage_channels
+        self.amdim = AMDIMModel(config, add_local_heads=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.amdim.get_input_embeddings()
+
+    @can_return_tuple
+    def forward(
+        self, pixel_values: torch.Tensor, output_hidden_states: bool | None = None, **kwargs
+    ) -> BackboneOutput:
+        """(B, C, H, W) pixels → `feature_maps` of `config.out_features` (+ all stage outputs if asked)."""
+        _check_kwargs(self, kwargs)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        stages = self.amdim(pixel_values, output_hidden_states=True).hidden_states
+        feature_maps = tuple(stage for name, stage in zip(self.stage_names, stages) if name in self.out_features)
+        return BackboneOutput(
+            feature_maps=feature_maps, hidden_states=stages if output_hidden_states else None, attentions=None
+        )
+
+
+class AMDIMForPreTraining(AMDIMPreTrainedModel):
+    """AMDIM pre-training: NCE between the global and local features of two views (1→5, 1→7, 5→5), tanh score
+    clipping and the squared-score regulariser, plus the online evaluation heads when labels are given."""
+
+    def __init__(self, config: AMDIMConfig):
+        super().__init__(config)
+        self.amdim = AMDIMModel(config)
+        self.mixture_head = AMDIMMixtureHead(config) if config.num_mixture_components > 1 else None
+        with_classifiers = config.use_online_classifiers and config.num_labels > 0
+        self.mlp_classifier = AMDIMClassifierHead(config, "mlp") if with_classifiers else None
+        self.linear_classifier = AMDIMClassifierHead(config, "linear") if with_classifiers else None
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.amdim.get_input_embeddings()
+
+    def sample_source_locations(
+        self, batch_size: int, num_locations: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The random source locations of the 5→5 term: (2, B) flat indices, view 1 then view 2.
+
+        Drawn on the CPU as the original does (`torch.randint(0, 25, (B,))` once per view), so with the same global
+        seed the choices are the original's.
+        """
+        return torch.stack([torch.randint(0, num_locations, (batch_size,), generator=generator) for _ in range(2)])
+
+    def _global_to_local(self, global_features, local_features):
+        """One global→local term in one direction: (loss, mean squared score, entropy loss or None)."""
+        config = self.config
+        if self.mixture_head is None:
+            log_probs, square = local_global_nce_scores(
+                global_features, local_features, tclip=config.tclip, gather_distributed=True
+            )
+            return -log_probs.mean(), square, None
+        components = self.mixture_head(global_features)
+        log_probs, square = local_global_nce_scores(
+            components, local_features, tclip=config.tclip, gather_distributed=True
+        )  # (B, k, L)
+        posterior = torch.softmax(config.mixture_temperature * log_probs, dim=1)
+        nce = -(posterior * log_probs).sum(dim=1).mean()
+        entropy = -(posterior * torch.log(posterior.clamp_min(1e-12))).sum(dim=1).mean()
+        return nce, square, -config.mixture_entropy_weight * entropy
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        pixel_values_2: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        source_locations: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> AMDIMForPreTrainingOutput:
+        r"""Encodes both views, computes the NCE terms and (with labels) the online classifier losses.
+
+        Args:
+            pixel_values: (B, C, H, W) first view.
+            pixel_values_2: (B, C, H, W) second view of the same images (`TwoViewTransform` + `TwoViewCollator`).
+            labels: Optional (B,) class indices for the online evaluation heads (-1 = unlabelled).
+            source_locations: Optional (2, B) flat indices into the 5x5 maps of the 5→5 sources (view 1, view 2);
+                drawn with `torch.randint` like the original when None.
+            output_hidden_states: Also return the first view's stage outputs.
+        """
+        _check_kwargs(self, kwargs)
+        _check_pixels(pixel_values, self.config)
+        _check_pixels(pixel_values_2, self.config, "pixel_values_2")
+        if pixel_values_2.shape != pixel_values.shape:
+            raise ValueError(
+                f"The two views must have one shape; got {tuple(pixel_values.shape)} and "
+                f"{tuple(pixel_values_2.shape)}."
+            )
+        config = self.config
+        # The views go through the encoder separately (as the original), so batch norms see per-view statistics.
+        out_1 = self.amdim(pixel_values, output_hidden_states=output_hidden_states)
+        out_2 = self.amdim(pixel_values_2)
+        r1_1, r5_1, r7_1 = out_1.pooler_output, out_1.local_features_5, out_1.local_features_7
+        r1_2, r5_2, r7_2 = out_2.pooler_output, out_2.local_features_5, out_2.local_features_7
+
+        batch_size, num_locations = r5_1.shape[0], r5_1.shape[2] * r5_1.shape[3]
+        if source_locations is None:
+            source_locations = self.sample_source_locations(batch_size, num_locations)
+        source_locations = torch.as_tensor(source_locations)
+        if source_locations.shape != (2, batch_size) or source_locations.dtype not in (torch.int64, torch.int32):
+            raise ValueError(
+                f"source_locations must be a (2, batch={batch_size}) integer tensor (view 1, view 2), got "
+                f"{source_locations.dtype} {tuple(source_locations.shape)}."
+            )
+        if bool((source_locations < 0).any() or (source_locations >= num_locations).any()):
+            raise ValueError(f"source_locations must index the {num_locations} locations of the 5x5 map.")
+        source_locations = source_locations.to(r5_1.device, torch.long)
+        rows = torch.arange(batch_size, device=r5_1.device)
+        r5_source_1 = r5_1.flatten(2)[rows, :, source_locations[0]]
+        r5_source_2 = r5_2.flatten(2)[rows, :, source_locations[1]]
+
+        terms, squares, entropy_terms = {}, [], []
+        for name, (src_1, trg_2, src_2, trg_1) in {
+            "g2l_1t5": (r1_1, r5_2, r1_2, r5_1),
+            "g2l_1t7": (r1_1, r7_2, r1_2, r7_1),
+        }.items():
+            loss_a, square_a, entropy_a = self._global_to_local(src_1, trg_2)
+            loss_b, square_b, entropy_b = self._global_to_local(src_2, trg_1)
+            terms[name] = (loss_a + loss_b) / 2
+            squares += [square_a, square_b]
+            if entropy_a is not None:
+                entropy_terms += [entropy_a, entropy_b]
+        log_probs_a, square_a = local_global_nce_scores(r5_source_1, r5_2, tclip=config.tclip, gather_distributed=True)
+        log_probs_b, square_b = local_global_nce_scores(r5_source_2, r5_1, tclip=config.tclip, gather_distributed=True)
+        terms["g2l_5t5"] = -(log_probs_a.mean() + log_probs_b.mean()) / 2
+        squares += [square_a, square_b]
+        losses = dict(terms)
+        losses["lgt_reg"] = config.score_regularizer * torch.stack(squares).sum() / 2
+        if entropy_terms:
+            losses["mixture_entropy"] = torch.stack(entropy_terms).sum() / 2
+
+        logits_mlp = logits_linear = None
+        metrics = None
+        if self.mlp_classifier is not None:
+            # The evaluation heads never send gradient into the encoder.
+            features = torch.cat([r1_1, r1_2]).detach()
+            logits_mlp, logits_linear = self.mlp_classifier(features), self.linear_classifier(features)
+            if labels is not None:
+                both_labels = torch.cat([labels, labels]).to(logits_mlp.device)
+                clip, reg = config.classifier_logit_clip, config.classifier_logit_regularizer
+                losses["cls_mlp"] = amdim_classifier_loss(logits_mlp, both_labels, clip, reg)
+                losses["cls_linear"] = amdim_classifier_loss(logits_linear, both_labels, clip, reg)
+                labelled = both_labels >= 0
+                metrics = {
+                    "accuracy_mlp": _accuracy(logits_mlp, both_labels, labelled),
+                    "accuracy_linear": _accuracy(logits_linear, both_labels, labelled),
+                }
+        loss = weighted_total(losses, {k: v for k, v in (config.loss_weights or {}).items() if k in losses})
+        return AMDIMForPreTrainingOutput(
+            loss=loss,
+            losses=losses,
+            metrics=metrics,
+            global_features=r1_1,
+            features_1=(out_1.last_hidden_state, r5_1, r7_1),
+            features_2=(out_2.last_hidden_state, r5_2, r7_2),
+            source_locations=source_locations,
+            logits_mlp=logits_mlp,
+            logits_linear=logits_linear,
+            hidden_states=out_1.hidden_states,
+        )
+
+
+def _accuracy(logits: torch.Tensor, labels: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
+    hits = (logits.detach().argmax(dim=-1) == labels) & labelled
+    return hits.sum().float() / labelled.sum().clamp_min(1).float()
+
+
+class AMDIMForImageClassification(AMDIMPreTrainedModel):
+    """AMDIM encoder with one of the original's evaluation heads (`config.classifier_type`: "mlp" or "linear") on the
+    global feature. With `config.classifier_detach_features` only the head trains (the original's protocol)."""
+
+    _keys_to_ignore_on_load_unexpected = [r"(^|\.)embed_[57]\.", r"^mixture_head\.", r"^(mlp|linear)_classifier\."]
+
+    def __init__(self, config: AMDIMConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.amdim = AMDIMModel(config, add_local_heads=False)
+        head = AMDIMClassifierHead(config, config.classifier_type)
+        # Named like the pre-training model's head of the same kind, so its trained online head loads directly.
+        self.head_name = f"{config.classifier_type}_classifier"
+        self.add_module(self.head_name, head)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.amdim.get_input_embeddings()
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> ImageClassifierOutputWithNoAttention:
+        """(B, C, H, W) pixels (+ optional labels) → (B, num_labels) logits; integer labels use the original's
+        clipped cross-entropy (`amdim_classifier_loss`), other label types transformers' loss for the problem type."""
+        _check_kwargs(self, kwargs)
+        outputs = self.amdim(pixel_values, output_hidden_states=output_hidden_states)
+        features = outputs.pooler_output
+        if self.config.classifier_detach_features:
+            features = features.detach()
+        logits = getattr(self, self.head_name)(features)
+        loss = None
+        if labels is not None:
+            single_label = self.num_labels > 1 and labels.dtype in (torch.long, torch.int) and labels.dim() == 1
+            if single_label and self.config.problem_type in (None, "single_label_classification"):
+                loss = amdim_classifier_loss(
+                    logits, labels, self.config.classifier_logit_clip, self.config.classifier_logit_regularizer
+                )
+            else:
+                loss = self.loss_function(labels, logits, self.config)
+        return ImageClassifierOutputWithNoAttention(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+
+
+__all__ = [
+    "AMDIMBackbone",
+    "AMDIMForImageClassification",
+    "AMDIMForPreTraining",
+    "AMDIMForPreTrainingOutput",
+    "AMDIMModel",
+    "AMDIMModelOutput",
+    "AMDIMPreTrainedModel",
+    "amdim_classifier_loss",
+]
