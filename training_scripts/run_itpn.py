@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 
 import hf_unified_pretrain  # noqa: F401  (registers the model types with the Auto classes)
 from hf_unified_pretrain.data import MaskedImageCollator
-from hf_unified_pretrain.masking import BlockMaskGenerator, RandomMaskGenerator, num_masked_tokens
 from hf_unified_pretrain.models.itpn import ITPNConfig, ITPNImageProcessor, ITPNModel
 from hf_unified_pretrain.teachers import EMATeacher
 from hf_unified_pretrain.teachers.ema_callback import EMACallback
@@ -61,16 +60,6 @@ class ITPNArguments:
     model_card: bool = field(default=True, metadata={"help": "Write README.md (model card) into output_dir."})
 
 
-def mask_generator_for(config: ITPNConfig, grid: tuple[int, int]):
-    """Random masking for the pixel target (tokens are dropped), BEiT block masking for the CLIP target."""
-    num_tokens = grid[0] * grid[1]
-    if config.pretraining_target == "pixel":
-        return RandomMaskGenerator(num_tokens, config.mask_ratio)
-    num_masked = config.num_masking_patches or num_masked_tokens(num_tokens, config.mask_ratio)
-    return BlockMaskGenerator(grid, num_masked, min_block_tokens=config.mask_min_block_tokens,
-                              min_aspect=config.mask_min_aspect, max_aspect=config.mask_max_aspect)
-
-
 def attach_mfm_teacher(model, itpn_args: ITPNArguments) -> list:
     """Masked feature modelling needs a teacher pyramid: an EMA copy of the student (updated by a callback after
     every optimiser step, saved in checkpoints) or a frozen pre-trained iTPN. Returns the callbacks to add."""
@@ -105,7 +94,7 @@ def main(args: list[str] | None = None) -> dict[str, float]:
     image_size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
     datasets, skipped = prepare_datasets(data_args, model_args, training_args, image_processor, image_size)
     grid = (image_size // config.patch_size, image_size // config.patch_size)
-    collator = MaskedImageCollator(mask_generator_for(config, grid), seed=training_args.seed)
+    collator = MaskedImageCollator(model.mask_generator(grid), seed=training_args.seed)
     trainer = build_trainer(model, training_args, datasets, collator, image_processor, skipped, callbacks)
     metrics = train_and_save(trainer, resume_from)
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import hf_unified_pretrain  # noqa: F401  (registers the model types with the Auto classes)
 from hf_unified_pretrain.data import MaskedImageCollator
-from hf_unified_pretrain.masking import BlockMaskGenerator
 from hf_unified_pretrain.models.mvp import MVPConfig, MVPImageProcessor
 from hf_unified_pretrain.training import (
     DataArguments,
@@ -66,12 +65,7 @@ def main(args: list[str] | None = None) -> dict[str, float]:
 
     image_size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
     datasets, skipped = prepare_datasets(data_args, model_args, training_args, image_processor, image_size)
-    grid = config.grid_size
-    num_masked = config.num_masked_for(grid[0] * grid[1])
-    mask_generator = BlockMaskGenerator(
-        grid, num_masked, min_block_tokens=config.min_block_tokens, min_aspect=config.min_aspect,
-        max_aspect=config.max_aspect,
-    )
+    mask_generator = model.mask_generator(config.grid_size)
     collator = MaskedImageCollator(mask_generator, seed=training_args.seed)
     trainer = build_trainer(model, training_args, datasets, collator, image_processor, skipped)
     metrics = train_and_save(trainer, resume_from)
@@ -81,7 +75,7 @@ def main(args: list[str] | None = None) -> dict[str, float]:
         logger.info("Prediction map written to %s", figure)
     if mvp_args.model_card:
         write_model_card(trainer, data_args, metrics, method="mvp", size=mvp_args.preset or "custom",
-                         recipe={"masked patches": num_masked, "loss": config.loss_type})
+                         recipe={"masked patches": mask_generator.num_masked, "loss": config.loss_type})
     return metrics
 
 

@@ -29,6 +29,8 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.backbone_utils import BackboneConfigMixin
 
+from ..masking_config import MaskingConfigMixin
+
 PRETRAINING_TARGETS = ("pixel", "clip")
 BACKBONE_LAYOUTS = ("seg", "det")
 MFM_TARGETS = (None, "ema", "frozen")
@@ -39,7 +41,7 @@ STAGE_STRIDES = {"stem": 4, "stage1": 4, "stage2": 8, "stage3": 16, "stage4": 32
 
 
 @strict
-class ITPNConfig(BackboneConfigMixin, PreTrainedConfig):
+class ITPNConfig(MaskingConfigMixin, BackboneConfigMixin, PreTrainedConfig):
     r"""
     Configuration of an iTPN model (HiViT backbone + integral feature pyramid), also covering plain HiViT and
     Fast-iTPN. The defaults give iTPN-B with the pixel (MAE-style) pre-training objective; `ITPNConfig.from_preset`
@@ -95,10 +97,10 @@ class ITPNConfig(BackboneConfigMixin, PreTrainedConfig):
             token,
             the pyramid and an auxiliary branch regress a teacher's features).
         norm_pix_loss (`bool`): Per-patch normalised pixel targets (always on in the original).
-        mask_ratio (`float`): Fraction of masked tokens (random masking for `"pixel"`; also the block-masking fraction
-            for `"clip"` unless `num_masking_patches` is set).
-        num_masking_patches (`int`, *optional*): Exact number of block-masked tokens for `"clip"` (75 of 196 in the
-            original).
+        mask_ratio (`float`, *optional*): Fraction of masked tokens (random masking for `"pixel"`, block masking for
+            `"clip"`), used when `num_masking_patches` is None.
+        num_masking_patches (`int`, *optional*): Exact number of masked tokens; wins over `mask_ratio` when set (the
+            CLIP presets mask 75 of 196 as the original).
         mask_min_block_tokens (`int`), mask_min_aspect (`float`), mask_max_aspect (`float`, *optional*): BEiT
             block-masking settings.
         decoder_hidden_size (`int`), decoder_num_hidden_layers (`int`), decoder_num_attention_heads (`int`),
@@ -162,7 +164,7 @@ class ITPNConfig(BackboneConfigMixin, PreTrainedConfig):
     backbone_layout: str = "seg"
     pretraining_target: str = "pixel"
     norm_pix_loss: bool = True
-    mask_ratio: float = 0.75
+    mask_ratio: float | None = 0.75
     num_masking_patches: int | None = None
     mask_min_block_tokens: int = 16
     mask_min_aspect: float = 0.3
@@ -237,8 +239,7 @@ class ITPNConfig(BackboneConfigMixin, PreTrainedConfig):
                 f"decoder_hidden_size ({self.decoder_hidden_size}) must be divisible by decoder_num_attention_heads "
                 f"({self.decoder_num_attention_heads})."
             )
-        if not 0.0 < self.mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must lie in (0, 1), got {self.mask_ratio}.")
+        self.check_masking_fields()
         if self.aux_layer_index is not None and not 0 <= self.aux_layer_index < self.num_hidden_layers:
             raise ValueError(
                 f"aux_layer_index ({self.aux_layer_index}) must index a stage-3 block "
@@ -397,9 +398,8 @@ ITPN_PRESETS: dict[str, dict[str, Any]] = {
         "decoder_num_hidden_layers": 1,
         "decoder_num_attention_heads": 2,
         "teacher_dim": 16,
-        "num_masking_patches": 1,
         "mask_min_block_tokens": 1,
     },
 }
 
-__all__ = ["ITPNConfig", "ITPN_PRESETS"]
+__all__ = ["ITPN_PRESETS", "ITPNConfig"]

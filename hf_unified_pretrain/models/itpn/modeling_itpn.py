@@ -45,10 +45,10 @@ from ...layers import (
     relative_position_index,
 )
 from ...masking import (
-    block_mask,
+    BlockMaskGenerator,
+    RandomMaskGenerator,
     gather_tokens,
     mask_to_ids,
-    num_masked_tokens,
     random_mask,
     validate_bool_masked_pos,
 )
@@ -162,6 +162,27 @@ def resize_position_embeddings(position_embeddings: torch.Tensor, height: int, w
 def patch_grid(pixel_values: torch.Tensor, config: ITPNConfig) -> tuple[int, int]:
     """(h, w) patch grid of a (B, C, H, W) batch; raises a ValueError naming the problem and the fix otherwise."""
     return patch_grid_of(pixel_values, config.num_channels, config.patch_size)
+
+
+def _as_grid(grid_size: tuple[int, int] | None, default_side: int) -> tuple[int, int]:
+    if grid_size is None:
+        return default_side, default_side
+    if not (isinstance(grid_size, (tuple, list)) and len(grid_size) == 2):
+        raise TypeError(f"grid_size must be a (height, width) patch grid, got {grid_size!r}.")
+    return int(grid_size[0]), int(grid_size[1])
+
+
+def _mask_ratio_for(num_masked: int, num_tokens: int, config: ITPNConfig) -> float:
+    """The ratio random masking is given so that it masks exactly `num_masked` of `num_tokens` tokens."""
+    if config.num_masking_patches is None:
+        return config.mask_ratio
+    # MAE keeps int(N * (1 - ratio)) tokens visible; half a token of margin makes that exact despite float error.
+    return (num_masked - 0.5) / num_tokens
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_relative_position_index(grid_size: tuple[int, int]) -> torch.Tensor:
+    return relative_position_index(grid_size, with_cls_token=False)
 
 
 def drop_path_rates(config: ITPNConfig) -> list[float]:
@@ -754,12 +775,10 @@ class ITPNPreTrainedModel(PreTrainedModel):
             init.normal_(module.mask_token, std=std)
             table = get_2d_sincos_pos_embed(module.position_embeddings.shape[-1], self.config.grid_size)
             init.copy_(module.position_embeddings, table.unsqueeze(0))
-        elif isinstance(module, ITPNModel):
-            if module.relative_position_index is not None:
-                init.copy_(
-                    module.relative_position_index,
-                    relative_position_index(self.config.grid_size, with_cls_token=False),
-                )
+        elif isinstance(module, ITPNModel) and module.relative_position_index is not None:
+            init.copy_(
+                module.relative_position_index, relative_position_index(self.config.grid_size, with_cls_token=False)
+            )
 
     @property
     def num_lr_decay_layers(self) -> int:
@@ -1058,27 +1077,44 @@ class ITPNForPreTraining(TeacherHolderMixin, ITPNPreTrainedModel):
             weights[f"mfm_stride{stride}"] = weight
         return weights
 
-    def sample_mask(
-        self, pixel_values: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """The mask the model uses when given none: random (pixel target) or block-wise (CLIP target), (B, N) bool."""
-        grid = patch_grid(pixel_values, self.config)
-        batch, num_tokens = pixel_values.shape[0], grid[0] * grid[1]
-        if self.config.pretraining_target == "pixel" or noise is not None:
-            return random_mask(
-                batch, num_tokens, self.config.mask_ratio, noise=noise, generator=generator, device=pixel_values.device
-            )
-        num_masked = self.config.num_masking_patches or num_masked_tokens(num_tokens, self.config.mask_ratio)
-        mask = block_mask(
-            batch,
+    def mask_generator(self, grid_size: tuple[int, int] | None = None) -> RandomMaskGenerator | BlockMaskGenerator:
+        """The masking policy of this config, for the model's own masks and for data collators alike.
+
+        Pixel target: MAE random masking (masked tokens are dropped); CLIP target: BEiT block masking. The count is
+        `config.num_masking_patches` when set, else follows `config.mask_ratio` (`config.num_masked_for`).
+
+        Args:
+            grid_size: (h, w) patch grid of the inputs; defaults to the grid at `config.image_size`.
+
+        Returns:
+            A callable `(batch_size, generator=None) -> (B, h*w) bool` mask generator (True = masked).
+        """
+        grid = _as_grid(grid_size, self.config.grid_size)
+        num_tokens = grid[0] * grid[1]
+        num_masked = self.config.num_masked_for(num_tokens)
+        if self.config.pretraining_target == "pixel":
+            return RandomMaskGenerator(num_tokens, _mask_ratio_for(num_masked, num_tokens, self.config))
+        return BlockMaskGenerator(
             grid,
             num_masked,
             min_block_tokens=self.config.mask_min_block_tokens,
             min_aspect=self.config.mask_min_aspect,
             max_aspect=self.config.mask_max_aspect,
-            generator=generator,
         )
-        return mask.to(pixel_values.device)
+
+    def sample_mask(
+        self, pixel_values: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The (B, N) bool mask the model uses when given none (`mask_generator` for the input's grid).
+
+        With `noise`, the same number of tokens is masked but MAE's rule picks them: the smallest noise stays visible.
+        """
+        grid = patch_grid(pixel_values, self.config)
+        batch, num_tokens = pixel_values.shape[0], grid[0] * grid[1]
+        if noise is not None:
+            ratio = _mask_ratio_for(self.config.num_masked_for(num_tokens), num_tokens, self.config)
+            return random_mask(batch, num_tokens, ratio, noise=noise, device=pixel_values.device)
+        return self.mask_generator(grid)(batch, generator=generator).to(pixel_values.device)
 
     @can_return_tuple
     def forward(

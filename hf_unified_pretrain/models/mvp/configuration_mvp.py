@@ -8,6 +8,8 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.backbone_utils import BackboneConfigMixin
 
+from ..masking_config import MaskingConfigMixin
+
 _LOSS_TYPES = ("cosine", "smooth_l1", "mse", "l1")
 
 # Presets of the paper (ViT-B/16 and ViT-L/16 at 224 px, both taught by CLIP ViT-B/16 whose projected tokens are
@@ -38,8 +40,8 @@ MVP_PRESETS: dict[str, dict[str, Any]] = {
         "intermediate_size": 64,
         "image_size": 32,
         "patch_size": 8,
-        "num_masked_patches": 6,
-        "min_block_tokens": 2,
+        "num_masking_patches": 6,
+        "mask_min_block_tokens": 2,
         "drop_path_rate": 0.0,
         "teacher_dim": 24,
     },
@@ -47,7 +49,7 @@ MVP_PRESETS: dict[str, dict[str, Any]] = {
 
 
 @strict
-class MVPConfig(BackboneConfigMixin, PreTrainedConfig):
+class MVPConfig(MaskingConfigMixin, BackboneConfigMixin, PreTrainedConfig):
     r"""Configuration of MVP (Multimodality-guided Visual Pre-training, Wei et al., ECCV 2022).
 
     The student is a BEiT-style ViT (pre-norm blocks, [CLS] token, mask token, layer-scale, relative position bias
@@ -77,11 +79,13 @@ class MVPConfig(BackboneConfigMixin, PreTrainedConfig):
         drop_path_rate: Stochastic depth rate of the last block (linearly increasing from 0).
         use_mean_pooling: Pool by a LayerNorm over the mean patch token (BEiT fine-tuning); otherwise a final
             LayerNorm is applied to all tokens and the [CLS] token is the pooled output.
-        num_masked_patches: Patches masked per image in pre-training (75 of 196 at 224 px).
-        mask_ratio: If set, the masked fraction instead of `num_masked_patches` (follows the input resolution).
-        min_block_tokens: Smallest masked block area (BEiT: 16).
-        min_aspect: Smallest aspect ratio of a masked block.
-        max_aspect: Largest aspect ratio (default `1 / min_aspect`).
+        mask_ratio: Fraction of patches masked in pre-training, used when `num_masking_patches` is None (the count
+            then follows the input resolution).
+        num_masking_patches: Exact number of block-masked patches per image (75 of 196 at 224 px); wins over
+            `mask_ratio` when set.
+        mask_min_block_tokens: Smallest masked block area (BEiT: 16).
+        mask_min_aspect: Smallest aspect ratio of a masked block.
+        mask_max_aspect: Largest aspect ratio (default `1 / mask_min_aspect`).
         teacher_dim: Width of the teacher's target features (CLIP ViT-B/16 projection: 512).
         teacher_name_or_path: Local folder of the frozen teacher (a `CLIPVisionModelWithProjection`); recorded only.
         loss_type: Feature loss: "cosine" (1 − cosine similarity, default), "smooth_l1", "mse" or "l1".
@@ -115,11 +119,11 @@ class MVPConfig(BackboneConfigMixin, PreTrainedConfig):
     layer_scale_init_value: float | int = 0.1
     drop_path_rate: float | int = 0.1
     use_mean_pooling: bool = True
-    num_masked_patches: int = 75
     mask_ratio: float | None = None
-    min_block_tokens: int = 16
-    min_aspect: float = 0.3
-    max_aspect: float | None = None
+    num_masking_patches: int | None = 75
+    mask_min_block_tokens: int = 16
+    mask_min_aspect: float = 0.3
+    mask_max_aspect: float | None = None
     teacher_dim: int = 512
     teacher_name_or_path: str | None = None
     loss_type: str = "cosine"
@@ -131,6 +135,10 @@ class MVPConfig(BackboneConfigMixin, PreTrainedConfig):
     _out_indices: list[int] | None = None
 
     def __post_init__(self, **kwargs):
+        # Configs saved before the masking fields got their package-wide names.
+        for old_name, new_name in _LEGACY_FIELD_NAMES.items():
+            if old_name in kwargs:
+                setattr(self, new_name, kwargs.pop(old_name))
         if isinstance(self.image_size, (list, tuple)):
             self.image_size = list(self.image_size)
         self.stage_names = ["stem"] + [f"stage{index}" for index in range(1, self.num_hidden_layers + 1)]
@@ -152,20 +160,6 @@ class MVPConfig(BackboneConfigMixin, PreTrainedConfig):
         height, width = _pair(self.image_size)
         return height // self.patch_size, width // self.patch_size
 
-    def num_masked_for(self, num_patches: int) -> int:
-        """Masked patches per image for an input with `num_patches` patches (ratio-based when `mask_ratio` is set).
-
-        Checked here rather than at construction so that a config can be resized (e.g. for a backbone) freely.
-        """
-        if self.mask_ratio is not None:
-            return round(self.mask_ratio * num_patches)
-        if self.num_masked_patches >= num_patches:
-            raise ValueError(
-                f"num_masked_patches={self.num_masked_patches} does not fit an input with {num_patches} patches; "
-                "lower it or set `mask_ratio` so that the count follows the resolution."
-            )
-        return self.num_masked_patches
-
     def validate_mvp_architecture(self):
         """Part of `@strict` validation: shapes and choices the model relies on."""
         if self.hidden_size % self.num_attention_heads != 0:
@@ -177,10 +171,15 @@ class MVPConfig(BackboneConfigMixin, PreTrainedConfig):
             raise ValueError(f"image_size {self.image_size} must be divisible by patch_size {self.patch_size}.")
         if self.loss_type not in _LOSS_TYPES:
             raise ValueError(f"loss_type must be one of {_LOSS_TYPES}, got {self.loss_type!r}.")
-        if self.mask_ratio is not None and not 0.0 < self.mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must be strictly between 0 and 1, got {self.mask_ratio}.")
-        if self.num_masked_patches <= 0 or self.min_block_tokens <= 0:
-            raise ValueError("num_masked_patches and min_block_tokens must be positive.")
+        self.check_masking_fields()
+
+
+_LEGACY_FIELD_NAMES = {
+    "num_masked_patches": "num_masking_patches",
+    "min_block_tokens": "mask_min_block_tokens",
+    "min_aspect": "mask_min_aspect",
+    "max_aspect": "mask_max_aspect",
+}
 
 
 def _pair(value: int | list[int] | tuple[int, int]) -> tuple[int, int]:

@@ -14,7 +14,7 @@ executable lineage (iTPN-CLIP, by overlapping authors) and documented here so th
 - student head: LayerNorm → Linear(hidden_size → teacher_dim) on every patch token;
 - loss: 1 − cosine similarity between prediction and target, averaged over the masked patches only
   (`loss_type` = "cosine" | "smooth_l1" | "mse" | "l1", optional target LayerNorm with `normalize_target`);
-- masking: BEiT block-wise, 75 of 196 patches at 224 px (`num_masked_patches` or `mask_ratio`).
+- masking: BEiT block-wise, 75 of 196 patches at 224 px (`num_masking_patches`, or `mask_ratio` when it is None).
 
 The student is architecturally a BEiT encoder (pre-norm blocks, [CLS] token, layer-scale, relative position bias
 shared or per block, q/v biases without a k bias), so BEiT checkpoints convert losslessly
@@ -54,7 +54,7 @@ from ...layers import (
     patch_grid_of,
     relative_position_index,
 )
-from ...masking import block_mask, validate_bool_masked_pos
+from ...masking import BlockMaskGenerator, validate_bool_masked_pos
 from ...objectives import feature_regression_loss, weighted_total
 from ...teachers import TeacherHolderMixin
 from .configuration_mvp import MVPConfig
@@ -542,6 +542,37 @@ class MVPForPreTraining(TeacherHolderMixin, MVPPreTrainedModel):
         self.config.teacher_name_or_path = str(path)
         return teacher
 
+    def mask_generator(self, grid_size: tuple[int, int] | None = None) -> BlockMaskGenerator:
+        """The masking policy of this config, for the model's own masks and for data collators alike.
+
+        BEiT block masking of `config.num_masking_patches` patches when set, else of a `config.mask_ratio` fraction
+        (`config.num_masked_for`), with blocks shaped by `config.mask_min_block_tokens` / `mask_min_aspect` /
+        `mask_max_aspect`.
+
+        Args:
+            grid_size: (h, w) patch grid of the inputs; defaults to the grid at `config.image_size`.
+
+        Returns:
+            A callable `(batch_size, generator=None) -> (B, h*w) bool` mask generator (True = masked).
+        """
+        if grid_size is None:
+            grid_size = self.config.grid_size
+        elif not (isinstance(grid_size, (tuple, list)) and len(grid_size) == 2):
+            raise TypeError(f"grid_size must be a (height, width) patch grid, got {grid_size!r}.")
+        grid_size = (int(grid_size[0]), int(grid_size[1]))
+        return BlockMaskGenerator(
+            grid_size,
+            self.config.num_masked_for(grid_size[0] * grid_size[1]),
+            min_block_tokens=self.config.mask_min_block_tokens,
+            min_aspect=self.config.mask_min_aspect,
+            max_aspect=self.config.mask_max_aspect,
+        )
+
+    def sample_mask(self, pixel_values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The (B, N) bool mask the model uses when given none (`mask_generator` for the input's grid)."""
+        grid_size = self.mvp.embeddings.patch_embeddings.grid_size(pixel_values)
+        return self.mask_generator(grid_size)(pixel_values.shape[0], generator=generator).to(pixel_values.device)
+
     @can_return_tuple
     def forward(
         self,
@@ -555,8 +586,8 @@ class MVPForPreTraining(TeacherHolderMixin, MVPPreTrainedModel):
 
         Args:
             pixel_values: (B, C, H, W) student input.
-            bool_masked_pos: (B, N) bool, True = masked. If None, a BEiT block mask with `config.num_masked_patches`
-                (or `mask_ratio`) patches is sampled.
+            bool_masked_pos: (B, N) bool, True = masked. If None, one is sampled by `mask_generator` (BEiT block
+                masking of `config.num_masking_patches`, or `mask_ratio`, patches).
             teacher_features: (B, N, teacher_dim) precomputed targets; if None the attached teacher computes them.
             teacher_pixel_values: Pixels prepared for the teacher (its own normalisation/size), passed to it.
 
@@ -569,15 +600,7 @@ class MVPForPreTraining(TeacherHolderMixin, MVPPreTrainedModel):
         grid_size = self.mvp.embeddings.patch_embeddings.grid_size(pixel_values)
         batch_size, num_patches = pixel_values.shape[0], grid_size[0] * grid_size[1]
         if bool_masked_pos is None:
-            bool_masked_pos = block_mask(
-                batch_size,
-                grid_size,
-                self.config.num_masked_for(num_patches),
-                min_block_tokens=self.config.min_block_tokens,
-                min_aspect=self.config.min_aspect,
-                max_aspect=self.config.max_aspect,
-                device=pixel_values.device,
-            )
+            bool_masked_pos = self.mask_generator(grid_size)(batch_size).to(pixel_values.device)
         else:
             bool_masked_pos = validate_bool_masked_pos(bool_masked_pos, batch_size, num_patches)
 

@@ -325,7 +325,7 @@ def test_gradients_reach_every_trainable_parameter(config):
 
 
 def test_sampled_masks_follow_the_config():
-    pixel = ITPNForPreTraining(tiny_config(mask_ratio=0.75))
+    pixel = ITPNForPreTraining(tiny_config(num_masking_patches=None, mask_ratio=0.75))
     noise = torch.rand(2, NUM_PATCHES, generator=torch.Generator().manual_seed(3))
     mask = pixel.sample_mask(images(), noise=noise)
     assert mask.sum(1).tolist() == [12, 12]
@@ -436,11 +436,13 @@ def test_dropping_needs_the_same_count_per_row():
         ITPNForPreTraining(tiny_config())(images(), bool_masked_pos=mask)
 
 
-def test_rel_pos_bias_ties_the_model_to_its_grid():
-    with pytest.raises(ValueError, match="ties the model to a 4x4 patch grid"):
-        ITPNModel(clip_config())(torch.randn(1, 3, 96, 96))
-    # Without the bias the absolute positions are resized instead.
-    assert ITPNModel(tiny_config())(torch.randn(1, 3, 96, 80)).last_hidden_state.shape == (1, 30, 32)
+def test_other_input_sizes_need_interpolate_pos_encoding():
+    for config in (clip_config(), tiny_config()):  # relative-position bias tables / absolute position embeddings
+        model = ITPNModel(config)
+        with pytest.raises(ValueError, match=r"96x80 pixels \(6x5 patches\).*interpolate_pos_encoding=True"):
+            model(torch.randn(1, 3, 96, 80))
+        output = model(torch.randn(1, 3, 96, 80), interpolate_pos_encoding=True)
+        assert output.last_hidden_state.shape == (1, 30, config.hidden_size)
 
 
 def test_teacher_errors():

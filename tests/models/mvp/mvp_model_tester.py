@@ -3,7 +3,6 @@ ModelTesterMixin base with our MVP-specific overrides."""
 
 from __future__ import annotations
 
-
 import torch
 
 from hf_unified_pretrain.models.mvp import (
@@ -80,8 +79,8 @@ class MVPModelTester:
             num_attention_heads=self.num_attention_heads,
             intermediate_size=self.intermediate_size,
             teacher_dim=self.teacher_dim,
-            num_masked_patches=self.num_masked_patches,
-            min_block_tokens=2,
+            num_masking_patches=self.num_masked_patches,
+            mask_min_block_tokens=2,
             drop_path_rate=0.0,
             num_labels=self.type_sequence_label_size,
             out_features=self.out_features,

@@ -1,0 +1,175 @@
+"""iTPN and MVP behave alike: one masking vocabulary and rule, one mask policy shared by model and run script."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub.errors import StrictDataclassClassValidationError
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+import hf_unified_pretrain  # noqa: F401  (registers the Auto classes)
+from hf_unified_pretrain import training
+from hf_unified_pretrain.masking import BlockMaskGenerator, RandomMaskGenerator
+from hf_unified_pretrain.models.itpn import ITPNConfig, ITPNForPreTraining
+from hf_unified_pretrain.models.mvp import MVPConfig, MVPForPreTraining
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "training_scripts"
+MASKING_FIELDS = ("mask_ratio", "num_masking_patches", "mask_min_block_tokens", "mask_min_aspect", "mask_max_aspect")
+
+
+def itpn_config(target: str = "pixel", **overrides) -> ITPNConfig:
+    """64 px images with 16 px patches: a 4x4 grid."""
+    extra = {"pretraining_target": "clip", "use_relative_position_bias": True} if target == "clip" else {}
+    return ITPNConfig.from_preset("itpn-tiny-test", image_size=64, **extra, **overrides)
+
+
+def mvp_config(**overrides) -> MVPConfig:
+    """32 px images with 8 px patches: a 4x4 grid."""
+    return MVPConfig.from_preset("tiny", **overrides)
+
+
+# (name, config builder, model class, generator type the policy returns)
+MODELS = [
+    ("itpn-pixel", lambda **kw: itpn_config("pixel", **kw), ITPNForPreTraining, RandomMaskGenerator),
+    ("itpn-clip", lambda **kw: itpn_config("clip", **kw), ITPNForPreTraining, BlockMaskGenerator),
+    ("mvp", mvp_config, MVPForPreTraining, BlockMaskGenerator),
+]
+IDS = [entry[0] for entry in MODELS]
+
+
+def test_both_configs_use_the_same_masking_field_names():
+    for config in (itpn_config(), mvp_config()):
+        assert all(hasattr(config, name) for name in MASKING_FIELDS)
+        for old_name in ("num_masked_patches", "min_block_tokens", "min_aspect", "max_aspect"):
+            assert old_name not in config.to_dict()
+
+
+@pytest.mark.parametrize(("name", "make_config", "model_class", "generator_type"), MODELS, ids=IDS)
+def test_exact_count_wins_and_the_ratio_follows_mae_rounding(name, make_config, model_class, generator_type):
+    with_count = model_class(make_config(num_masking_patches=5, mask_ratio=0.4)).mask_generator((4, 4))
+    assert type(with_count) is generator_type
+    assert with_count(3, generator=torch.Generator().manual_seed(0)).sum(1).tolist() == [5, 5, 5]
+
+    # 0.4 of 16: MAE keeps int(16 * 0.6) = 9 visible, so 7 are masked (plain rounding would give 6).
+    by_ratio = model_class(make_config(num_masking_patches=None, mask_ratio=0.4))
+    assert by_ratio.mask_generator((4, 4))(2).sum(1).tolist() == [7, 7]
+    # The count follows the resolution: a non-square 2x6 grid (12 patches) keeps 12 - int(12 * 0.6) = 5 masked.
+    assert by_ratio.mask_generator((2, 6))(2).shape == (2, 12)
+    assert by_ratio.mask_generator((2, 6))(2).sum(1).tolist() == [5, 5]
+    # No grid: the grid at config.image_size.
+    assert by_ratio.mask_generator()(1).shape == (1, 16)
+
+
+@pytest.mark.parametrize(("name", "make_config", "model_class", "generator_type"), MODELS, ids=IDS)
+def test_forward_masks_with_its_own_policy(name, make_config, model_class, generator_type):
+    model = model_class(make_config(num_masking_patches=5, mask_ratio=0.5)).eval()
+    size = model.config.image_size
+    pixels = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    teacher_features = torch.randn(2, 16, model.config.teacher_dim)
+    extra = {} if name == "itpn-pixel" else {"teacher_features": teacher_features}
+    with torch.no_grad():
+        output = model(pixels, **extra)
+    assert output.bool_masked_pos.sum(1).tolist() == [5, 5]
+    # sample_mask is the policy applied to the input's grid: same seed, same mask.
+    expected = model.mask_generator((4, 4))(2, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(model.sample_mask(pixels, generator=torch.Generator().manual_seed(4)), expected)
+
+
+@pytest.mark.parametrize(("name", "make_config", "model_class", "generator_type"), MODELS, ids=IDS)
+def test_a_count_that_does_not_fit_the_input_is_named(name, make_config, model_class, generator_type):
+    model = model_class(make_config(num_masking_patches=20))
+    with pytest.raises(ValueError, match="num_masking_patches=20 does not fit an input with 16 patches"):
+        model.mask_generator((4, 4))
+    with pytest.raises(TypeError, match="grid_size must be a \\(height, width\\) patch grid"):
+        model.mask_generator(16)
+
+
+@pytest.mark.parametrize("make_config", [itpn_config, mvp_config], ids=["itpn", "mvp"])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"mask_ratio": 1.5}, "mask_ratio must lie in \\(0, 1\\)"),
+        ({"mask_ratio": 0.0}, "mask_ratio must lie in \\(0, 1\\)"),
+        ({"num_masking_patches": 0}, "num_masking_patches must be at least 1"),
+        ({"num_masking_patches": None, "mask_ratio": None}, "Set mask_ratio or num_masking_patches"),
+        ({"mask_min_block_tokens": 0}, "mask_min_block_tokens must be at least 1"),
+        ({"mask_min_aspect": 0.0}, "mask_min_aspect must be > 0"),
+        ({"mask_min_aspect": 0.5, "mask_max_aspect": 0.4}, "mask_max_aspect \\(0.4\\) must be >= mask_min_aspect"),
+    ],
+)
+def test_masking_fields_are_validated_alike(make_config, overrides, message):
+    with pytest.raises(StrictDataclassClassValidationError, match=message):
+        make_config(**overrides)
+
+
+def test_mvp_configs_saved_with_the_old_masking_names_still_load(tmp_path):
+    legacy = {"num_masked_patches": 7, "min_block_tokens": 3, "min_aspect": 0.4, "max_aspect": 2.0}
+    config = MVPConfig.from_preset("tiny", **legacy)
+    assert (config.num_masking_patches, config.mask_min_block_tokens) == (7, 3)
+    assert (config.mask_min_aspect, config.mask_max_aspect) == (0.4, 2.0)
+    config.save_pretrained(tmp_path)
+    assert MVPConfig.from_pretrained(tmp_path).num_masking_patches == 7
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The run scripts build their collator from the model's policy
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def clip_teacher_4x4(tmp_path_factory) -> Path:
+    """A random CLIP vision tower with a 4x4 grid at 32 px and 24-d projected tokens (MVP tiny's teacher)."""
+    folder = tmp_path_factory.mktemp("clip_4x4")
+    config = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+        projection_dim=24,
+    )
+    CLIPVisionModelWithProjection(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("script", ["run_itpn", "run_mvp"])
+def test_script_collator_masks_with_the_models_policy(script, tmp_path, monkeypatch, clip_teacher_4x4):
+    captured = {}
+
+    def capture(model, training_args, datasets, collator, *args, **kwargs):
+        captured.update(model=model, collator=collator)
+        raise _Stop
+
+    monkeypatch.setattr(training, "build_trainer", capture)
+    common = ["--output_dir", str(tmp_path), "--embedded_num_images", "4", "--report_to", "none", "--seed", "0"]
+    if script == "run_itpn":
+        # A count that differs from the ratio's (0.75 of 16 = 12) shows which rule the collator follows.
+        args = ["--preset", "itpn-tiny-test", "--image_size", "64", "--config_overrides", "num_masking_patches=5"]
+    else:
+        args = ["--preset", "tiny", "--teacher_name_or_path", str(clip_teacher_4x4)]
+    main = runpy.run_path(str(SCRIPTS / f"{script}.py"), run_name=script)["main"]
+    with pytest.raises(_Stop):
+        main([*args, *common])
+
+    model, mask_generator = captured["model"], captured["collator"].mask_generator
+    policy = model.mask_generator((4, 4))
+    assert type(mask_generator) is type(policy)
+    expected_count = 5 if script == "run_itpn" else model.config.num_masking_patches
+    for generator in (mask_generator, policy):
+        masks = generator(3, generator=torch.Generator().manual_seed(1))
+        assert masks.shape == (3, 16) and masks.sum(1).tolist() == [expected_count] * 3
+    # Same policy, same draws: the collator's masks are the ones the model would sample itself.
+    size = model.config.image_size
+    pixels = torch.zeros(3, 3, size, size)
+    assert torch.equal(
+        mask_generator(3, generator=torch.Generator().manual_seed(2)),
+        model.sample_mask(pixels, generator=torch.Generator().manual_seed(2)),
+    )
