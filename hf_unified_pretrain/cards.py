@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
@@ -39,129 +38,10 @@ from transformers import (
     PreTrainedModel,
 )
 
+from .models.registry import get_method
+
 TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "model_card.md"
 LOSS_CURVE_NAME = "loss_curve.png"
-
-
-@dataclass(frozen=True)
-class MethodInfo:
-    """What a card says about a pre-training method."""
-
-    name: str
-    paper_title: str
-    paper_url: str
-    venue: str
-    description: str
-    citation: str
-    tags: tuple[str, ...]
-
-
-METHODS: dict[str, MethodInfo] = {
-    "itpn": MethodInfo(
-        name="iTPN",
-        paper_title="Integrally Pre-Trained Transformer Pyramid Networks",
-        paper_url="https://arxiv.org/abs/2211.12735",
-        venue="CVPR 2023",
-        description=(
-            "iTPN pre-trains a hierarchical vision transformer (HiViT) together with the feature pyramid that "
-            "detection and segmentation heads use: masked image modeling on the backbone is complemented by masked "
-            "feature modeling on the pyramid levels, so the neck is pre-trained instead of starting from random "
-            "weights at fine-tuning time. Targets are either normalised pixels or the features of a frozen CLIP teacher."
-        ),
-        citation=(
-            "@inproceedings{tian2023integrally,\n"
-            "  title     = {Integrally Pre-Trained Transformer Pyramid Networks},\n"
-            "  author    = {Tian, Yunjie and Xie, Lingxi and Wang, Zhaozhi and Wei, Longhui and Zhang, Xiaopeng and\n"
-            "               Jiao, Jianbin and Wang, Yaowei and Tian, Qi and Ye, Qixiang},\n"
-            "  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},\n"
-            "  year      = {2023}\n"
-            "}"
-        ),
-        tags=("masked-image-modeling", "hierarchical-vision-transformer", "feature-pyramid"),
-    ),
-    "multimae": MethodInfo(
-        name="MultiMAE",
-        paper_title="MultiMAE: Multi-modal Multi-task Masked Autoencoders",
-        paper_url="https://arxiv.org/abs/2204.01678",
-        venue="ECCV 2022",
-        description=(
-            "MultiMAE extends masked autoencoding to several input modalities (RGB, depth, semantic segmentation). "
-            "A shared ViT encoder sees a small set of visible patches drawn across all modalities (the split between "
-            "modalities follows a Dirichlet distribution), and one light decoder per modality reconstructs each of "
-            "them, so the encoder learns to fuse modalities and to predict one from the others."
-        ),
-        citation=(
-            "@inproceedings{bachmann2022multimae,\n"
-            "  title     = {{MultiMAE}: Multi-modal Multi-task Masked Autoencoders},\n"
-            "  author    = {Bachmann, Roman and Mizrahi, David and Atanov, Andrei and Zamir, Amir},\n"
-            "  booktitle = {European Conference on Computer Vision (ECCV)},\n"
-            "  year      = {2022}\n"
-            "}"
-        ),
-        tags=("masked-image-modeling", "multi-modal", "vision-transformer"),
-    ),
-    "mvp": MethodInfo(
-        name="MVP",
-        paper_title="MVP: Multimodality-guided Visual Pre-training",
-        paper_url="https://arxiv.org/abs/2203.05175",
-        venue="ECCV 2022",
-        description=(
-            "MVP keeps BEiT's masked image modeling recipe (ViT student, block-wise masking) but takes the targets "
-            "from a frozen CLIP image encoder: the student predicts CLIP's patch features at the masked positions, so "
-            "the semantics CLIP learnt from image-text pairs guide the visual pre-training."
-        ),
-        citation=(
-            "@inproceedings{wei2022mvp,\n"
-            "  title     = {{MVP}: Multimodality-guided Visual Pre-training},\n"
-            "  author    = {Wei, Longhui and Xie, Lingxi and Zhou, Wengang and Li, Houqiang and Tian, Qi},\n"
-            "  booktitle = {European Conference on Computer Vision (ECCV)},\n"
-            "  year      = {2022}\n"
-            "}"
-        ),
-        tags=("masked-image-modeling", "feature-distillation", "clip-teacher", "vision-transformer"),
-    ),
-    "m3i": MethodInfo(
-        name="M3I",
-        paper_title="Towards All-in-one Pre-training via Maximizing Multi-modal Mutual Information",
-        paper_url="https://arxiv.org/abs/2211.09807",
-        venue="CVPR 2023",
-        description=(
-            "M3I pre-training views supervised, image-text and self-supervised pre-training as maximising the mutual "
-            "information between a representation of the input and a target representation, and trains these "
-            "objectives jointly in a single stage instead of a multi-stage pipeline."
-        ),
-        citation=(
-            "@inproceedings{su2023towards,\n"
-            "  title     = {Towards All-in-one Pre-training via Maximizing Multi-modal Mutual Information},\n"
-            "  author    = {Su, Weijie and Zhu, Xizhou and Tao, Chenxin and Lu, Lewei and Li, Bin and Huang, Gao and\n"
-            "               Qiao, Yu and Wang, Xiaogang and Zhou, Jie and Dai, Jifeng},\n"
-            "  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},\n"
-            "  year      = {2023}\n"
-            "}"
-        ),
-        tags=("mutual-information", "multi-modal", "masked-image-modeling"),
-    ),
-    "amdim": MethodInfo(
-        name="AMDIM",
-        paper_title="Learning Representations by Maximizing Mutual Information Across Views",
-        paper_url="https://arxiv.org/abs/1906.00910",
-        venue="NeurIPS 2019",
-        description=(
-            "AMDIM (Augmented Multiscale Deep InfoMax) learns image features by maximising the mutual information "
-            "between representations of two augmented views of the same image, comparing global and local features "
-            "across several scales of a convolutional encoder with a noise-contrastive (NCE) objective."
-        ),
-        citation=(
-            "@inproceedings{bachman2019learning,\n"
-            "  title     = {Learning Representations by Maximizing Mutual Information Across Views},\n"
-            "  author    = {Bachman, Philip and Hjelm, R Devon and Buchwalter, William},\n"
-            "  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},\n"
-            "  year      = {2019}\n"
-            "}"
-        ),
-        tags=("contrastive-learning", "mutual-information", "convolutional"),
-    ),
-}
 
 
 def _format_count(count: int) -> str:
@@ -326,7 +206,7 @@ def render_model_card(
     results: Mapping | None = None,
     loss_curve: str | PathLike | None = None,
     base_model: str | None = None,
-    license: str = "apache-2.0",
+    license: str | None = None,
     datasets: str | list[str] | None = None,
     teacher: str | None = None,
     model_id: str | None = None,
@@ -338,7 +218,8 @@ def render_model_card(
 
     Args:
         model_dir_or_model: A `save_pretrained` folder, or a loaded model.
-        method: Key of `METHODS` ("itpn", "multimae", "mvp", "m3i", "amdim").
+        method: Name of a registered method (`hf_unified_pretrain.models.registry.METHODS`); its entry's card data
+            (paper, description, citation, licence) fills the card.
         size: Size name shown in the title and metadata ("tiny", "base", "large", ...).
         training_recipe: Settings shown as a table (e.g. epochs, batch size, optimizer, learning rate, mask ratio).
         results: `{metric: value}` or `{metric: {"value": v, "dataset": "imagenet-1k", "split": "validation",
@@ -346,7 +227,8 @@ def render_model_card(
             the Hub `model-index`.
         loss_curve: PNG of the training loss; `save_model_card` copies it next to the card as `loss_curve.png`.
         base_model: Hub id or path of the checkpoint this one was initialised from (metadata `base_model`).
-        license: Hub licence identifier. Weights converted from CC BY-NC repositories must keep that licence.
+        license: Hub licence identifier (default: the method's). Weights converted from CC BY-NC repositories must
+            keep that licence.
         datasets: Hub dataset ids the model was trained on.
         teacher: Frozen teacher used in pre-training (not part of the checkpoint); defaults to the config's
             `teacher_name_or_path` when it has one.
@@ -359,9 +241,13 @@ def render_model_card(
     Returns:
         The `huggingface_hub.ModelCard`; `str(card)` is the README text.
     """
-    if method not in METHODS:
-        raise ValueError(f"Unknown method {method!r}: choose one of {sorted(METHODS)}.")
-    info = METHODS[method]
+    try:
+        info = get_method(method).card
+    except KeyError as error:
+        raise ValueError(error.args[0]) from None
+    if info is None:
+        raise ValueError(f"Method {method!r} has no card data in its registry entry (`card=CardInfo(...)`).")
+    license = license or info.license
     template = Path(template_path) if template_path is not None else TEMPLATE_PATH
     if not template.is_file():
         raise FileNotFoundError(
@@ -477,4 +363,4 @@ def card_metadata(readme: str | PathLike) -> dict:
     return ModelCard.load(readme).data.to_dict()
 
 
-__all__ = ["METHODS", "TEMPLATE_PATH", "MethodInfo", "card_metadata", "render_model_card", "save_model_card"]
+__all__ = ["TEMPLATE_PATH", "card_metadata", "render_model_card", "save_model_card"]

@@ -1,10 +1,13 @@
 """One command line for the package: `hf-unified-pretrain <command> ...` (or `python -m hf_unified_pretrain.cli`).
 
 Commands:
-    list          the registered model types and their classes
-    convert       original checkpoint -> our save_pretrained folder (`convert <method> <the converter's arguments>`)
+    list          the registered methods, their model types and classes
+    convert       original checkpoint -> our save_pretrained folder:
+                  `convert <method> --checkpoint PATH --output_dir DIR [--kind K] [--set key=value ...]`
     card          render a model card (README.md) into a save_pretrained folder
     reconstruct   run a pre-training checkpoint on images and draw what it predicts for masked patches
+
+Methods, their classes and converters come from `hf_unified_pretrain.models.registry`.
 """
 
 from __future__ import annotations
@@ -15,25 +18,22 @@ import json
 import sys
 from pathlib import Path
 
-CONVERTERS = {
-    "itpn": "hf_unified_pretrain.models.itpn.convert_itpn_original_to_hf",
-    "mvp": "hf_unified_pretrain.models.mvp.convert_mvp_original_to_hf",
-}
+from .models.registry import METHODS
 
 
 def _list(_: argparse.Namespace) -> None:
-    from .models.auto import _METHODS
-
-    for package, classes in _METHODS.items():
-        module = importlib.import_module(f"hf_unified_pretrain.models.{package}")
-        model_type = getattr(module, classes["config"]).model_type
-        print(f"{package} (model_type={model_type!r}): " + ", ".join(classes[key] for key in classes))
+    for entry in METHODS.values():
+        config_class = entry.load("config")
+        classes = ", ".join(entry.class_names().values())
+        print(f"{entry.name} (model_type={config_class.model_type!r}): {classes}")
+        details = [f"converter: {entry.converter or '-'}"]
+        if entry.presets:
+            details.append(f"presets: {', '.join(entry.preset_names())}")
+        print("    " + "; ".join(details))
 
 
 def _convert(args: argparse.Namespace) -> None:
-    if args.method not in CONVERTERS:
-        raise SystemExit(f"No converter for {args.method!r}; available: {', '.join(sorted(CONVERTERS))}.")
-    importlib.import_module(CONVERTERS[args.method]).main(args.converter_args)
+    importlib.import_module(METHODS[args.method].converter).main(args.converter_args)
 
 
 def _card(args: argparse.Namespace) -> None:
@@ -85,18 +85,28 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="registered model types and classes").set_defaults(run=_list)
 
-    convert = commands.add_parser("convert", help="convert an original checkpoint", add_help=False)
-    convert.add_argument("method", help=f"one of {', '.join(sorted(CONVERTERS))}")
-    convert.add_argument("converter_args", nargs=argparse.REMAINDER, help="arguments of the method's converter")
+    converters = [entry for entry in METHODS.values() if entry.converter]
+    convert = commands.add_parser(
+        "convert",
+        help="convert an original checkpoint",
+        description="Converts an original checkpoint of a method into a save_pretrained folder. Usage: convert "
+        "<method> --checkpoint PATH --output_dir DIR [--kind K] [--set key=value ...]; `convert <method> --help` "
+        "shows that method's options.",
+    )
+    methods = convert.add_subparsers(dest="method", required=True, metavar="METHOD", title="methods")
+    for entry in converters:
+        # The method's own arguments are left unparsed here and handed to its converter (`main(argv)`).
+        title = entry.card.name if entry.card else entry.name
+        methods.add_parser(entry.name, add_help=False, help=f"{title} checkpoints ({entry.converter})")
     convert.set_defaults(run=_convert)
 
     card = commands.add_parser("card", help="write README.md (model card) into a checkpoint folder")
     card.add_argument("folder")
-    card.add_argument("--method", required=True, help="itpn, multimae, mvp, m3i or amdim")
+    card.add_argument("--method", required=True, choices=[name for name, e in METHODS.items() if e.card])
     card.add_argument("--size", default="custom")
     card.add_argument("--results", help='JSON, e.g. \'{"top-1": {"value": 85.1, "dataset": "imagenet-1k", '
                                         '"task": "image-classification"}}\'')
-    card.add_argument("--license", default="apache-2.0")
+    card.add_argument("--license", help="Hub licence id (default: the method's)")
     card.add_argument("--datasets", nargs="*")
     card.add_argument("--loss_curve")
     card.add_argument("--model_id")
@@ -115,7 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     import hf_unified_pretrain  # noqa: F401  (registration)
 
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "convert":
+        args.converter_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.run(args)
 
 

@@ -8,8 +8,9 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 import hf_unified_pretrain  # noqa: F401  (registers the Auto classes)
-from hf_unified_pretrain.cards import METHODS, render_model_card, save_model_card
+from hf_unified_pretrain.cards import render_model_card, save_model_card
 from hf_unified_pretrain.models.mvp import MVPBackbone, MVPConfig, MVPForPreTraining, MVPImageProcessor, MVPModel
+from hf_unified_pretrain.models.registry import METHODS
 
 SECTIONS = [
     "## Model description",
@@ -110,7 +111,7 @@ def test_front_matter_sections_and_assets(checkpoint, loss_curve, tmp_path):
     assert f"({num_parameters:,})" in description
     assert "| Teacher (pre-training only) | `clip-teacher-folder` |" in description  # from the config
     assert "| Initialised from | `org/mvp-base` |" in description
-    assert METHODS["mvp"].citation in _section(text, "## Citation")
+    assert METHODS["mvp"].card.citation in _section(text, "## Citation")
 
 
 def test_load_snippet_runs_and_returns_the_models_features(checkpoint, loss_curve):

@@ -1,16 +1,56 @@
-"""The package command line: list, card, reconstruct on a freshly trained tiny checkpoint."""
+"""The package command line: list, convert dispatch, card, reconstruct on a freshly trained tiny checkpoint; the
+method choices of every command come from the registry."""
+
+import re
 
 import pytest
 from PIL import Image
 
 from hf_unified_pretrain.cli import main
 from hf_unified_pretrain.models.itpn import ITPNConfig, ITPNForPreTraining, ITPNImageProcessor
+from tests.registry_helpers import method_entries, method_params
 
 
-def test_list_names_every_registered_method(capsys):
+@pytest.mark.parametrize("entry", method_params())
+def test_list_names_every_registered_method_with_its_classes(entry, capsys):
     main(["list"])
+    lines = capsys.readouterr().out.splitlines()
+    line = next(line for line in lines if line.startswith(f"{entry.name} "))
+    assert f"model_type={entry.load('config').model_type!r}" in line
+    assert [name.strip() for name in line.split(": ", 1)[1].split(",")] == list(entry.class_names().values())
+
+
+def test_convert_help_lists_exactly_the_registered_converters(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["convert", "--help"])
+    assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "ITPNForPreTraining" in out and "MVPForPreTraining" in out
+    section = out[out.index("methods:") :].split("\n\n")[0]
+    listed = re.findall(r"^ {4}(\S+) {2,}", section, flags=re.MULTILINE)
+    assert listed == [entry.name for entry in method_entries("converter")]
+
+
+def test_convert_unknown_method_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["convert", "amdim-unknown", "--checkpoint", "x.pth", "--output_dir", "out"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'amdim-unknown'" in err
+    assert all(repr(entry.name) in err for entry in method_entries("converter"))
+
+
+def test_card_offers_only_registered_methods(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["card", str(tmp_path), "--method", "not-a-method"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'not-a-method'" in capsys.readouterr().err
+
+
+def test_unknown_arguments_of_other_commands_are_errors(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["list", "--bogus"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +69,11 @@ def test_reconstruct_writes_a_figure(pixel_checkpoint, tmp_path, capsys):
     assert written.endswith("reconstruction.png") and (tmp_path / "fig" / "reconstruction.png").stat().st_size > 0
 
 
-def test_card_command_writes_readme(pixel_checkpoint, capsys):
+def test_card_command_writes_readme_with_the_method_licence(pixel_checkpoint, capsys):
+    from hf_unified_pretrain.cards import card_metadata
+
     main(["card", str(pixel_checkpoint), "--method", "itpn", "--size", "tiny"])
-    assert (pixel_checkpoint / "README.md").read_text().count("iTPN") > 0
-
-
-def test_convert_unknown_method_is_a_clear_error():
-    with pytest.raises(SystemExit, match="No converter for 'amdim'"):
-        main(["convert", "amdim", "x.pth", "out"])
+    readme = pixel_checkpoint / "README.md"
+    assert capsys.readouterr().out.strip() == str(readme)
+    assert card_metadata(readme)["license"] == "other"  # the iTPN entry's licence
+    assert "# iTPN tiny" in readme.read_text()
