@@ -7,7 +7,10 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
+from transformers import AutoModelForPreTraining
 
+from hf_unified_pretrain.models.itpn import ITPNConfig
+from hf_unified_pretrain.models.mvp import MVPConfig
 from hf_unified_pretrain.training import (
     LOSS_CURVE_NAME,
     LossCurveCallback,
@@ -127,6 +130,61 @@ def test_without_layer_decay_only_weight_decay_exclusions(tmp_path):
     assert decayed == {"embed.weight", "layers.1.weight", "head.weight"}
     assert all(g["lr"] == 0.1 for g in groups)
     assert "layers.0.weight" not in {n for g in groups for n in g["param_names"]}
+
+
+# What each model exempts from weight decay besides biases and 1-d tensors: iTPN as the original (absolute
+# position embeddings, relative-position bias tables) plus mask tokens; MVP as BEiT ([CLS], [MASK], positions,
+# relative-position bias tables). The pixel decoder's fixed sin-cos table is frozen, so it is in no group at all.
+_ITPN_CLIP = {
+    "itpn.embeddings.position_embeddings",
+    "itpn.embeddings.mask_token",
+    "itpn.encoder.layers.0.attention.relative_position_bias_table",
+    "itpn.encoder.layers.1.attention.relative_position_bias_table",
+    "aux_head.layers.0.attention.relative_position_bias_table",
+    "aux_head.layers.1.attention.relative_position_bias_table",
+}
+_ITPN_PIXEL = {"itpn.embeddings.position_embeddings", "decoder.mask_token"}
+_MVP = {
+    "mvp.embeddings.cls_token",
+    "mvp.embeddings.mask_token",
+    "mvp.embeddings.position_embeddings",
+    "mvp.shared_relative_position_bias.relative_position_bias_table",
+    "mvp.layers.0.relative_position_bias.relative_position_bias_table",
+    "mvp.layers.1.relative_position_bias.relative_position_bias_table",
+}
+
+
+@pytest.mark.parametrize(
+    ("config", "exempt"),
+    [
+        (
+            ITPNConfig.from_preset("itpn-tiny-test", pretraining_target="clip", use_relative_position_bias=True),
+            _ITPN_CLIP,
+        ),
+        (ITPNConfig.from_preset("itpn-tiny-test"), _ITPN_PIXEL),
+        (
+            MVPConfig.from_preset("tiny", use_absolute_position_embeddings=True, use_relative_position_bias=True),
+            _MVP,
+        ),
+    ],
+    ids=["itpn-clip", "itpn-pixel", "mvp"],
+)
+def test_layer_decay_groups_honour_the_models_no_weight_decay(config, exempt):
+    model = AutoModelForPreTraining.from_config(config)
+
+    groups = build_parameter_groups(model, learning_rate=1.0, weight_decay=0.05, layer_decay=0.5)
+
+    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    grouped = [name for group in groups for name in group["param_names"]]
+    assert sorted(grouped) == sorted(trainable)  # every trainable parameter exactly once
+    not_decayed = {name for group in groups if group["weight_decay"] == 0.0 for name in group["param_names"]}
+    matrices_not_decayed = {name for name in not_decayed if trainable[name].ndim > 1 and not name.endswith(".bias")}
+    assert matrices_not_decayed == exempt
+    assert not_decayed == exempt | {name for name, p in trainable.items() if p.ndim == 1}
+    # The exemption keeps each parameter's layer-wise learning rate: embeddings sit in the lowest layer.
+    lowest = {name: group["lr"] for group in groups for name in group["param_names"]}
+    embedding = next(name for name in exempt if ".embeddings." in name)
+    assert lowest[embedding] == 0.5 ** (model.num_lr_decay_layers - 1)
 
 
 def test_layer_decay_needs_the_model_interface():

@@ -808,6 +808,16 @@ class ITPNPreTrainedModel(PreTrainedModel):
             return depth1 + depth2 + int(name.split(".")[2]) + 1
         return self.num_lr_decay_layers - 1
 
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters exempt from weight decay (biases and other 1-d tensors are left to the trainer).
+
+        As the original (`no_weight_decay` + `no_weight_decay_keywords` of HiViT / iTPN): the absolute position
+        embeddings and every relative-position bias table; and the mask tokens of the encoder and the pixel decoder,
+        which, like position embeddings, are learned inputs rather than weights.
+        """
+        exempt = ("position_embeddings", "relative_position_bias_table", "mask_token")
+        return {name for name, _ in self.named_parameters() if name.rsplit(".", 1)[-1] in exempt}
+
 
 class ITPNModel(ITPNPreTrainedModel):
     """HiViT backbone (+ integral feature pyramid). Masks only when given `bool_masked_pos`.
