@@ -16,9 +16,16 @@
 Contract shared by every method of the package:
 
 * `config_from_original(original_kwargs, kind)`: constructor arguments of the original class -> `ITPNConfig`;
-* `convert_state_dict(original_state_dict, config)`: pure key/layout mapping, raising on unknown or missing keys;
-* `main()`: original checkpoint (.pth with a `model`/`module` entry, read with `weights_only=True`, or safetensors)
-  -> `save_pretrained` folder (safetensors).
+* `convert_state_dict(original_state_dict, config)`: pure key/layout mapping, raising `ConversionError` with the
+  unknown, missing and mis-shaped keys;
+* `main()`: the command line of `hf_unified_pretrain.conversion.converter_main`, original checkpoint (.pth read with
+  `weights_only=True`, or safetensors) -> `save_pretrained` folder (+ image processor and model card):
+
+    hf-unified-pretrain convert itpn --checkpoint itpn_base.pth --output_dir itpn-base --arch itpn_base_3324_patch16_224
+    hf-unified-pretrain convert itpn --checkpoint ckpt.pth --output_dir out --kind pixel_mim \
+        --original_kwargs '{"embed_dim": 512}' [--drop_keys '^mask_token$'] [--set drop_path_rate=0.1]
+
+  Without `--arch` / `--kind`, a checkpoint whose saved `args.model` names an original builder selects it.
 
 Kinds (original classes):
 
@@ -41,14 +48,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
+from ...conversion import check_converted_keys, converter_main
 from .configuration_itpn import ITPNConfig
-from .image_processing_itpn import ITPNImageProcessor
 from .modeling_itpn import ITPNBackbone, ITPNForImageClassification, ITPNForPreTraining, ITPNPreTrainedModel
 
 KINDS = ("pixel_mim", "clip_mim", "classifier", "fast_classifier", "seg_backbone", "det_backbone")
@@ -735,8 +741,8 @@ def convert_state_dict(
         Our state dict, loadable with `strict=True` into `model_class_for(config, kind)(config)`.
 
     Raises:
-        KeyError: Listing original keys with no counterpart, and our parameters the checkpoint does not provide.
-        ValueError: Listing tensors whose shapes disagree with the config.
+        ConversionError: Listing original keys with no counterpart, our parameters the checkpoint does not provide,
+            and tensors whose shapes disagree with the config.
     """
     kind = kind or _infer_kind(original_state_dict, config)
     original = {k.removeprefix("module."): v for k, v in original_state_dict.items()}
@@ -758,22 +764,14 @@ def convert_state_dict(
 
     with torch.device("meta"):
         reference = model_class_for(config, kind)(config).state_dict()
-    missing = sorted(set(reference) - set(converted))
-    unexpected = sorted(f"{source_of[key]} (as {key})" for key in set(converted) - set(reference))
-    if unknown or missing or unexpected:
-        raise KeyError(
-            f"Cannot convert this {kind} checkpoint with the given config. Original keys without counterpart: "
-            f"{sorted(unknown)}; original keys the configured model has no place for: {unexpected}; parameters "
-            f"missing from the checkpoint: {missing}. Check `kind` and the architecture arguments (depths, fpn_depth, "
-            "rpe, ape, ...)."
-        )
-    mismatched = [
-        f"{key}: checkpoint {tuple(converted[key].shape)} vs model {tuple(reference[key].shape)}"
-        for key in converted
-        if tuple(converted[key].shape) != tuple(reference[key].shape)
-    ]
-    if mismatched:
-        raise ValueError("Shape mismatch between checkpoint and config: " + "; ".join(mismatched))
+    check_converted_keys(
+        converted,
+        reference,
+        unmapped=unknown,
+        source_of=source_of,
+        message=f"Cannot convert this {kind} checkpoint with the given config",
+        hint="Check `kind` and the architecture arguments (depths, fpn_depth, rpe, ape, ...).",
+    )
     return {key: tensor.contiguous() for key, tensor in converted.items()}
 
 
@@ -793,90 +791,74 @@ def _infer_kind(original_state_dict: Mapping[str, torch.Tensor], config: ITPNCon
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """Reads an original checkpoint: safetensors, or a `.pth` (weights only) holding `model`/`module`/a state dict."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
-    for key in ("model", "module", "state_dict"):
-        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
-            return checkpoint[key]
-    if isinstance(checkpoint, dict) and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        return checkpoint
-    raise ValueError(f"{path} holds no state dict under 'model', 'module' or 'state_dict'.")
-
-
 def drop_keys(state_dict: Mapping[str, torch.Tensor], patterns: list[str]) -> dict[str, torch.Tensor]:
     """Removes keys matching any regular expression (e.g. the pyramid leftovers in Fast-iTPN checkpoints)."""
     compiled = [re.compile(p) for p in patterns]
     return {k: v for k, v in state_dict.items() if not any(c.search(k) for c in compiled)}
 
 
-def convert_checkpoint(
-    checkpoint_path: str | Path,
-    output_dir: str | Path,
-    kind: str,
-    original_kwargs: Mapping[str, Any],
-    drop_patterns: list[str] | None = None,
-    config_overrides: Mapping[str, Any] | None = None,
-) -> ITPNPreTrainedModel:
-    """Converts one checkpoint file and writes `save_pretrained` output (+ image processor) to `output_dir`."""
-    config = config_from_original(original_kwargs, kind)
-    for name, value in (config_overrides or {}).items():
-        setattr(config, name, value)
-    state_dict = load_original_checkpoint(checkpoint_path)
-    if drop_patterns:
-        state_dict = drop_keys(state_dict, drop_patterns)
-    converted = convert_state_dict(state_dict, config, kind)
-    model = model_class_for(config, kind)(config)
-    model.load_state_dict(converted, strict=True)
-    model.eval()
-    output_dir = Path(output_dir)
-    model.save_pretrained(output_dir)
-    ITPNImageProcessor(crop_size={"height": config.image_size, "width": config.image_size}).save_pretrained(output_dir)
-    return model
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", help="Original checkpoint (.pth / .pt with a 'model' entry, or .safetensors).")
-    parser.add_argument("output_dir", help="Folder for save_pretrained output.")
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--arch",
         choices=sorted(ORIGINAL_BUILDERS),
         help="Original builder whose constructor arguments to use (sets --kind too).",
     )
-    parser.add_argument("--kind", choices=KINDS, help="Original class (needed without --arch).")
     parser.add_argument(
+        "--original_kwargs",
         "--original-kwargs",
         default="{}",
         help="JSON object of constructor arguments overriding the builder's, e.g. '{\"img_size\": 512}'.",
     )
     parser.add_argument(
+        "--drop_keys",
         "--drop-keys",
         nargs="*",
         default=[],
         help="Regular expressions of checkpoint keys to discard, e.g. the pyramid leftovers of released Fast-iTPN "
         "files: '^mask_token$' '^align_dim_16tofpn' '^fpn_modules'.",
     )
-    parser.add_argument("--num-labels", type=int, default=None, help="Override the classifier's class count.")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--num_labels", "--num-labels", type=int, default=None, help="Override the classifier's class count."
+    )
 
-    if args.arch:
-        kind, kwargs = ORIGINAL_BUILDERS[args.arch]
+
+def _original_kwargs(args: argparse.Namespace, extras: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(kind, constructor arguments) from `--arch` / `--kind`, or from the builder named by the saved `args.model`."""
+    arch = args.arch
+    saved_args = extras.get("args") if isinstance(extras.get("args"), Mapping) else {}
+    if arch is None and args.kind is None and saved_args.get("model") in ORIGINAL_BUILDERS:
+        arch = saved_args["model"]
+    if arch is not None:
+        kind, kwargs = ORIGINAL_BUILDERS[arch]
         kwargs = dict(kwargs)
-    elif args.kind:
+    elif args.kind is not None:
         kind, kwargs = args.kind, {}
     else:
-        parser.error("pass --arch (an original builder) or --kind with --original-kwargs")
+        raise SystemExit(
+            "hf-unified-pretrain convert itpn: pass --arch (an original builder) or --kind with --original_kwargs; "
+            "the checkpoint's saved args name no known builder."
+        )
     kwargs.update(json.loads(args.original_kwargs))
     if args.num_labels is not None:
         kwargs["num_classes"] = args.num_labels
-    model = convert_checkpoint(args.checkpoint, args.output_dir, kind, kwargs, args.drop_keys)
-    print(f"Wrote {type(model).__name__} ({model.num_parameters():,} parameters) to {args.output_dir}")
+    return kind, kwargs
+
+
+def main(argv: Sequence[str] | None = None) -> ITPNPreTrainedModel:
+    """`hf-unified-pretrain convert itpn --checkpoint PATH --output_dir DIR [--arch A | --kind K] ...`."""
+    return converter_main(
+        "itpn",
+        argv,
+        config_from_original,
+        convert_state_dict,
+        kinds=KINDS,
+        description=__doc__.split("\n\n")[0],
+        add_arguments=_add_arguments,
+        original_kwargs=_original_kwargs,
+        prepare_state_dict=lambda state_dict, args: drop_keys(state_dict, args.drop_keys),
+        model_class=lambda config, kind, converted, args: model_class_for(config, kind),
+        card_kwargs=lambda args, config: {"size": args.arch or args.kind or "custom"},
+    )
 
 
 if __name__ == "__main__":

@@ -9,12 +9,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import hf_unified_pretrain  # noqa: F401  (registers the Auto classes)
+from hf_unified_pretrain.conversion import ConversionError
 from hf_unified_pretrain.models.itpn import ITPNBackbone, ITPNConfig, ITPNForImageClassification, ITPNForPreTraining
 from hf_unified_pretrain.models.itpn.convert_itpn_original_to_hf import (
     ORIGINAL_BUILDERS,
     config_from_original,
     convert_state_dict,
-    load_original_checkpoint,
     main,
     model_class_for,
 )
@@ -82,7 +82,8 @@ def test_converted_model_reproduces_the_original_outputs(name, attn_implementati
             torch.testing.assert_close(model(tensors["x"]).logits, tensors["logits"], atol=ATOL, rtol=RTOL)
 
         elif kind in ("seg_backbone", "det_backbone"):
-            feature_maps = model(tensors["x"]).feature_maps
+            # The original backbones interpolate the position embeddings to any input (the fixtures are not square).
+            feature_maps = model(tensors["x"], interpolate_pos_encoding=True).feature_maps
             expected = [tensors[f"outs.{i}"] for i in range(sum(k.startswith("outs.") for k in tensors))]
             assert len(feature_maps) == len(expected)
             for ours, reference in zip(feature_maps, expected):
@@ -405,18 +406,20 @@ def test_unknown_and_missing_keys_are_listed():
     state_dict = random_state_dict(original_layout("det_backbone", kw))
     config = config_from_original(kw, "det_backbone")
     extra = dict(state_dict, **{"head.weight": torch.zeros(3, 64)})
-    with pytest.raises(KeyError, match="head.weight"):
+    with pytest.raises(ConversionError, match="head.weight") as info:
         convert_state_dict(extra, config, "det_backbone")
+    assert info.value.unknown == ["head.weight"] and not info.value.missing
     missing = {k: v for k, v in state_dict.items() if k != "fpn_modules.1.mlp.fc1.bias"}
-    with pytest.raises(KeyError, match=r"itpn\.pyramid\.output_blocks\.1\.mlp\.fc1\.bias"):
+    with pytest.raises(ConversionError) as info:
         convert_state_dict(missing, config, "det_backbone")
+    assert info.value.missing == ["itpn.pyramid.output_blocks.1.mlp.fc1.bias"] and not info.value.unknown
 
 
 def test_a_config_of_the_wrong_depth_is_reported():
     kw = full_kwargs("pixel_mim", fpn_depth=2)
     state_dict = random_state_dict(original_layout("pixel_mim", kw))
     config = config_from_original(_as_constructor_kwargs("pixel_mim", {**kw, "fpn_depth": 1}), "pixel_mim")
-    with pytest.raises(KeyError, match=r"block_16to8\.1"):
+    with pytest.raises(ConversionError, match=r"block_16to8\.1"):
         convert_state_dict(state_dict, config, "pixel_mim")
 
 
@@ -424,8 +427,9 @@ def test_shape_mismatches_are_listed():
     kw = full_kwargs("classifier")
     state_dict = random_state_dict(original_layout("classifier", kw))
     config = config_from_original({**kw, "num_classes": 7}, "classifier")
-    with pytest.raises(ValueError, match=r"classifier\.weight: checkpoint \(10, 64\) vs model \(7, 64\)"):
+    with pytest.raises(ConversionError, match=r"classifier\.weight: checkpoint \(10, 64\) vs model \(7, 64\)") as info:
         convert_state_dict(state_dict, config, "classifier")
+    assert info.value.mismatched == ["classifier.bias", "classifier.weight"]
 
 
 @pytest.mark.parametrize(
@@ -473,26 +477,16 @@ def test_builders_match_the_documented_presets():
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def test_checkpoint_files_are_read_from_every_wrapper(tmp_path):
-    state_dict = {"a": torch.ones(2), "b": torch.zeros(1)}
-    for wrapper in ("model", "module", "state_dict"):
-        torch.save({wrapper: state_dict, "epoch": 3}, tmp_path / f"{wrapper}.pth")
-        assert load_original_checkpoint(tmp_path / f"{wrapper}.pth").keys() == state_dict.keys()
-    save_file(state_dict, str(tmp_path / "weights.safetensors"))
-    assert load_original_checkpoint(tmp_path / "weights.safetensors").keys() == state_dict.keys()
-    torch.save({"optimizer": {"lr": 1}}, tmp_path / "other.pth")
-    with pytest.raises(ValueError, match="no state dict"):
-        load_original_checkpoint(tmp_path / "other.pth")
-
-
 @pytest.mark.shared_data
 def test_command_line_writes_a_folder_the_auto_classes_load(tmp_path):
     from transformers import AutoImageProcessor, AutoModelForPreTraining
 
+    from hf_unified_pretrain.cli import main as cli_main
+
     tensors, state_dict, kwargs = load_fixture("itpn_pixel_mim_tiny")
     torch.save({"model": {f"module.{k}": v for k, v in state_dict.items()}}, tmp_path / "checkpoint.pth")
-    main([str(tmp_path / "checkpoint.pth"), str(tmp_path / "out"), "--kind", "pixel_mim",
-          "--original-kwargs", json.dumps(kwargs)])  # fmt: skip
+    cli_main(["convert", "itpn", "--checkpoint", str(tmp_path / "checkpoint.pth"), "--output_dir",
+              str(tmp_path / "out"), "--kind", "pixel_mim", "--original_kwargs", json.dumps(kwargs)])  # fmt: skip
     model = AutoModelForPreTraining.from_pretrained(tmp_path / "out").eval()
     assert isinstance(model, ITPNForPreTraining)
     with torch.no_grad():
@@ -512,10 +506,65 @@ def test_command_line_drops_the_pyramid_leftovers_of_fast_itpn_files(tmp_path):
     state_dict = random_state_dict(original_layout("fast_classifier", kw))
     state_dict |= {"mask_token": torch.zeros(1, 1, 64), "fpn_modules.0.norm2.weight": torch.ones(32)}
     save_file(state_dict, str(tmp_path / "fast.safetensors"))
-    arguments = [str(tmp_path / "fast.safetensors"), str(tmp_path / "out"), "--kind", "fast_classifier"]
-    arguments += ["--original-kwargs", json.dumps(kw)]
-    with pytest.raises(KeyError, match="mask_token"):
+    arguments = ["--checkpoint", str(tmp_path / "fast.safetensors"), "--output_dir", str(tmp_path / "out")]
+    arguments += ["--kind", "fast_classifier", "--original_kwargs", json.dumps(kw), "--no_model_card"]
+    with pytest.raises(ConversionError, match="mask_token"):
         main(arguments)
-    main(arguments + ["--drop-keys", "^mask_token$", "^fpn_modules"])
+    main(arguments + ["--drop_keys", "^mask_token$", "^fpn_modules"])
     model = ITPNForImageClassification.from_pretrained(tmp_path / "out")
     assert model.config.num_labels == 10 and model.config.use_swiglu
+
+
+def test_command_line_takes_the_saved_args_and_set_overrides_and_writes_processor_and_card(tmp_path):
+    """A pixel pre-training checkpoint saved with its argparse `args` (as the original training script does)."""
+    import argparse
+
+    from transformers import AutoImageProcessor
+
+    from hf_unified_pretrain.cards import card_metadata
+
+    kw = full_kwargs("pixel_mim", img_size=96)
+    state_dict = random_state_dict(original_layout("pixel_mim", kw))
+    checkpoint = tmp_path / "checkpoint-399.pth"
+    torch.save(
+        {"model": state_dict, "epoch": 399, "args": argparse.Namespace(input_size=96, mask_ratio=0.75)}, checkpoint
+    )
+    out = tmp_path / "out"
+    main(["--checkpoint", str(checkpoint), "--output_dir", str(out), "--kind", "pixel_mim",
+          "--original_kwargs", json.dumps(_as_constructor_kwargs("pixel_mim", kw)),
+          "--set", "drop_path_rate=0.1", "mask_ratio=0.6"])  # fmt: skip
+    model = ITPNForPreTraining.from_pretrained(out)
+    assert model.config.drop_path_rate == 0.1 and model.config.mask_ratio == 0.6
+    assert torch.equal(model.decoder.predictor.weight, state_dict["decoder_pred.weight"])
+    processor = AutoImageProcessor.from_pretrained(out)
+    assert processor.crop_size == {"height": 96, "width": 96}
+    assert processor.size["shortest_edge"] >= 96  # the resize never undercuts the crop
+    assert card_metadata(out / "README.md")["license"] == "other"
+    with pytest.raises(ValueError, match="no field 'drop_path'"):
+        main(["--checkpoint", str(checkpoint), "--output_dir", str(out), "--kind", "pixel_mim",
+              "--original_kwargs", json.dumps(_as_constructor_kwargs("pixel_mim", kw)), "--set", "drop_path=0.1"])  # fmt: skip
+
+
+def test_saved_args_naming_an_original_builder_select_it():
+    import argparse
+
+    from hf_unified_pretrain.models.itpn.convert_itpn_original_to_hf import _original_kwargs
+
+    flags = argparse.Namespace(arch=None, kind=None, original_kwargs='{"drop_path_rate": 0.2}', num_labels=None)
+    kind, kwargs = _original_kwargs(flags, {"args": {"model": "fast_itpn_tiny_1112_patch16_224", "epoch": 3}})
+    assert kind == "fast_classifier"
+    assert kwargs == {**ORIGINAL_BUILDERS["fast_itpn_tiny_1112_patch16_224"][1], "drop_path_rate": 0.2}
+    with pytest.raises(SystemExit, match="pass --arch"):
+        _original_kwargs(flags, {"args": {"model": "some_other_model"}})
+
+
+def test_package_command_line_shows_the_converter_usage(capsys):
+    from hf_unified_pretrain.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["convert", "itpn", "--help"])
+    assert exit_info.value.code == 0
+    usage = capsys.readouterr().out
+    assert usage.startswith("usage: hf-unified-pretrain convert itpn")
+    for flag in ("--checkpoint", "--output_dir", "--kind", "--set", "--arch", "--drop_keys", "--no_model_card"):
+        assert flag in usage
