@@ -6,16 +6,20 @@ Models are reached only through the transformers Auto classes and configs (regis
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
+import struct
 import sys
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
 import transformers
+from huggingface_hub.errors import StrictDataclassError
 from transformers import AutoConfig, AutoModelForPreTraining, PreTrainedConfig, PreTrainedModel, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from .arguments import ModelArguments
 
@@ -74,12 +78,109 @@ def setup_logging(training_args: TrainingArguments, name: str = "hf_unified_pret
     return run_logger
 
 
+_CHECKPOINT_FOLDER = re.compile(r"^checkpoint-(\d+)$")
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+_TORCH_ZIP_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "training_args.bin")
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Why a safetensors file is unreadable (truncated, bad header), or None; reads only its header."""
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as handle:
+            header_length = struct.unpack("<Q", handle.read(8))[0]
+            if header_length > size - 8:
+                return f"{path} is truncated ({size} bytes, shorter than its {header_length}-byte header)"
+            header = json.loads(handle.read(header_length))
+    except (struct.error, ValueError) as error:
+        return f"{path} has no valid safetensors header ({error})"
+    end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+    if size != 8 + header_length + end:
+        return f"{path} is truncated or padded ({size} bytes, its header describes {8 + header_length + end})"
+    return None
+
+
+def checkpoint_problem(folder: str | os.PathLike) -> str | None:
+    """Why a Trainer checkpoint folder cannot be resumed, or None when it looks complete.
+
+    The Trainer writes `trainer_state.json` last, so a folder without it was interrupted while saving. Weights are
+    checked by their safetensors headers (sizes must match), `.pt`/`.pth`/`.bin` files by their zip directory
+    (at their end, so truncation shows). Nothing is loaded.
+
+    Args:
+        folder: A `checkpoint-<step>` folder.
+
+    Returns:
+        A sentence naming the missing or broken file, or None.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return f"{folder} does not exist"
+    state = folder / "trainer_state.json"
+    if not state.is_file():
+        return f"{state} is missing (the save was interrupted: the Trainer writes it last)"
+    try:
+        json.loads(state.read_text())
+    except ValueError as error:
+        return f"{state} is not valid JSON ({error})"
+    weights = [folder / name for name in _WEIGHT_FILES if (folder / name).is_file()]
+    if not weights:
+        return f"{folder} holds no model weights (none of {', '.join(_WEIGHT_FILES)})"
+    for index in (path for path in weights if path.name.endswith(".index.json")):
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (ValueError, KeyError) as error:
+            return f"{index} is not a valid weight index ({error})"
+        missing = sorted(name for name in shards if not (folder / name).is_file())
+        if missing:
+            return f"{folder} lacks the weight shards {missing} listed in {index.name}"
+    for path in sorted(folder.glob("*.safetensors")):
+        problem = _safetensors_problem(path)
+        if problem:
+            return problem
+    torch_files = [
+        *(folder / name for name in _TORCH_ZIP_FILES),
+        *folder.glob("*.pth"),
+        *folder.glob("pytorch_model*.bin"),
+    ]
+    for path in torch_files:
+        if path.is_file() and not zipfile.is_zipfile(path):
+            return f"{path} is truncated or corrupt (not a complete torch.save archive)"
+    return None
+
+
+def _checkpoints_newest_first(output_dir: Path) -> list[Path]:
+    found = [path for path in output_dir.iterdir() if path.is_dir() and _CHECKPOINT_FOLDER.match(path.name)]
+    return sorted(found, key=lambda path: int(_CHECKPOINT_FOLDER.match(path.name).group(1)), reverse=True)
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest `checkpoint-<step>` folder of `output_dir` that `checkpoint_problem` accepts (None if none).
+
+    Incomplete newer folders (a run killed while saving) are skipped with a warning naming the broken file.
+    """
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return None
+    for folder in _checkpoints_newest_first(output_dir):
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            return str(folder)
+        logger.warning("Skipping incomplete checkpoint %s: %s.", folder, problem)
+    return None
+
+
 def detect_last_checkpoint(training_args: TrainingArguments) -> str | None:
-    """The newest `checkpoint-<step>` folder in `output_dir` when training, else None (logged clearly)."""
+    """The newest complete `checkpoint-<step>` folder in `output_dir` when training, else None (logged clearly)."""
     output_dir = Path(training_args.output_dir)
     if not training_args.do_train or not output_dir.is_dir():
         return None
-    last = get_last_checkpoint(str(output_dir))
+    last = last_complete_checkpoint(output_dir)
     if last is not None:
         logger.info(
             "Checkpoint detected, resuming training from %s. To start from scratch, pass another --output_dir or "
@@ -88,8 +189,8 @@ def detect_last_checkpoint(training_args: TrainingArguments) -> str | None:
         )
     elif any(output_dir.iterdir()):
         logger.warning(
-            "Output directory %s is not empty but holds no checkpoint-<step> folder: training starts from scratch "
-            "and may overwrite its files.",
+            "Output directory %s is not empty but holds no complete checkpoint-<step> folder: training starts from "
+            "scratch and may overwrite its files.",
             output_dir,
         )
     return last
@@ -98,26 +199,33 @@ def detect_last_checkpoint(training_args: TrainingArguments) -> str | None:
 def resolve_resume_checkpoint(training_args: TrainingArguments) -> str | None:
     """The checkpoint to resume from: `--resume_from_checkpoint <path>`, `last` (newest in output_dir) or auto.
 
-    Without `--resume_from_checkpoint` the newest checkpoint in `output_dir` is resumed automatically (as the
-    official example scripts do). The result is also stored in `training_args.resume_from_checkpoint`, where
-    callbacks (e.g. `EMACallback`) look for it.
+    Without `--resume_from_checkpoint` the newest complete checkpoint in `output_dir` is resumed automatically (as
+    the official example scripts do, but skipping folders left half-written by an interrupted save). The result is
+    also stored in `training_args.resume_from_checkpoint`, where callbacks (e.g. `EMACallback`) look for it.
 
     Raises:
-        FileNotFoundError: an explicit path does not exist, or `last` finds no checkpoint.
+        FileNotFoundError: an explicit path does not exist, or `last` finds no complete checkpoint.
+        ValueError: an explicit checkpoint is incomplete or truncated (the message names the file).
     """
     requested = training_args.resume_from_checkpoint
     if requested in _RESUME_LAST:
-        resolved = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        resolved = last_complete_checkpoint(training_args.output_dir)
         if resolved is None:
             raise FileNotFoundError(
-                f"--resume_from_checkpoint {requested} found no checkpoint-<step> folder in "
-                f"{training_args.output_dir}."
+                f"--resume_from_checkpoint {requested} found no complete checkpoint-<step> folder in "
+                f"{training_args.output_dir} (incomplete ones are logged above)."
             )
     elif requested is not None:
         if not os.path.isdir(requested):
             raise FileNotFoundError(
                 f"--resume_from_checkpoint {requested} does not exist: pass a checkpoint-<step> folder written by the "
                 "Trainer, or 'last' for the newest one in --output_dir."
+            )
+        problem = checkpoint_problem(requested)
+        if problem is not None:
+            raise ValueError(
+                f"Cannot resume from {requested}: {problem}. Pass an earlier checkpoint-<step> folder, or 'last' for "
+                "the newest complete one."
             )
         resolved = requested
     else:
@@ -145,6 +253,11 @@ def _parse_override_value(raw: str, current: object) -> object:
     return raw
 
 
+def _reason(error: Exception) -> str:
+    # huggingface_hub's strict-dataclass errors wrap the validator's own message (which names the field).
+    return str(error.__cause__) if isinstance(error, StrictDataclassError) and error.__cause__ else str(error)
+
+
 def apply_config_overrides(config: PreTrainedConfig, overrides: str) -> PreTrainedConfig:
     """Applies `"key=value,key=value"` to a config, like `update_from_string`, but also for fields that are None.
 
@@ -158,9 +271,19 @@ def apply_config_overrides(config: PreTrainedConfig, overrides: str) -> PreTrain
             raise ValueError(f"Config override {item!r} is not of the form key=value.")
         if not hasattr(config, key):
             raise ValueError(f"Config override for unknown field {key!r} of {type(config).__name__}.")
-        setattr(config, key, _parse_override_value(raw, getattr(config, key)))
+        try:
+            setattr(config, key, _parse_override_value(raw, getattr(config, key)))
+        except (ValueError, TypeError, StrictDataclassError) as error:
+            raise ValueError(
+                f"--config_overrides {key}={raw}: invalid value for field {key!r}: {_reason(error)}"
+            ) from error
     if hasattr(config, "validate"):
-        config.validate()
+        try:
+            config.validate()
+        except (ValueError, TypeError, StrictDataclassError) as error:
+            raise ValueError(
+                f"--config_overrides {overrides!r} makes an invalid {type(config).__name__}: {_reason(error)}"
+            ) from error
     return config
 
 

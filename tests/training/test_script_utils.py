@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModelForPreTraining, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from hf_unified_pretrain.teachers import FrozenTeacher, TeacherHolderMixin
@@ -15,9 +17,11 @@ from hf_unified_pretrain.training import (
     attach_frozen_teacher,
     build_config,
     build_pretraining_model,
+    detect_last_checkpoint,
     resolve_resume_checkpoint,
     setup_logging,
 )
+from hf_unified_pretrain.training.script_utils import apply_config_overrides, checkpoint_problem
 
 from .toy_models import ToyPretrainingConfig, ToyPretrainingModel
 
@@ -30,10 +34,13 @@ def _args(output_dir, **kwargs) -> PretrainingArguments:
 
 
 def _checkpoints(output_dir, *steps):
+    """Complete checkpoint folders as the Trainer leaves them: weights, optimizer, and trainer_state.json (last)."""
     for step in steps:
         folder = output_dir / f"checkpoint-{step}"
         folder.mkdir(parents=True)
-        (folder / "trainer_state.json").write_text("{}")
+        save_file({"weight": torch.full((3, 2), float(step))}, folder / "model.safetensors")
+        torch.save({"state": {}, "param_groups": []}, folder / "optimizer.pt")
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
 
 
 def test_resume_picks_newest_checkpoint_automatically(tmp_path, caplog):
@@ -59,9 +66,85 @@ def test_resume_explicit_and_last(tmp_path):
 def test_resume_errors_and_fresh_start(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         resolve_resume_checkpoint(_args(tmp_path, resume_from_checkpoint=str(tmp_path / "checkpoint-7")))
-    with pytest.raises(FileNotFoundError, match="found no checkpoint"):
+    with pytest.raises(FileNotFoundError, match="found no complete checkpoint"):
         resolve_resume_checkpoint(_args(tmp_path, resume_from_checkpoint="last"))
     assert resolve_resume_checkpoint(_args(tmp_path / "new")) is None
+
+
+def _truncate(path, keep: float = 0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+@pytest.mark.parametrize(
+    "damage,named",
+    [
+        (lambda folder: (folder / "trainer_state.json").unlink(), "trainer_state.json is missing"),
+        (lambda folder: (folder / "trainer_state.json").write_text('{"global_st'), "trainer_state.json is not valid"),
+        (lambda folder: (folder / "model.safetensors").unlink(), "holds no model weights"),
+        (lambda folder: _truncate(folder / "model.safetensors", 0.9), "model.safetensors is truncated"),
+        (lambda folder: _truncate(folder / "model.safetensors", 0.01), "model.safetensors"),
+        (lambda folder: _truncate(folder / "optimizer.pt"), "optimizer.pt is truncated or corrupt"),
+    ],
+)
+def test_explicit_resume_from_a_broken_checkpoint_names_the_file(tmp_path, damage, named):
+    _checkpoints(tmp_path, 3)
+    folder = tmp_path / "checkpoint-3"
+    assert checkpoint_problem(folder) is None
+    damage(folder)
+    assert named in checkpoint_problem(folder)
+    with pytest.raises(ValueError, match=rf"Cannot resume from .*checkpoint-3: .*{named}.*earlier checkpoint"):
+        resolve_resume_checkpoint(_args(tmp_path, resume_from_checkpoint=str(folder)))
+
+
+def test_automatic_resume_skips_newer_incomplete_checkpoints(tmp_path, caplog):
+    _checkpoints(tmp_path, 4, 8, 12)
+    (tmp_path / "checkpoint-16").mkdir()  # a save killed right after creating the folder
+    (tmp_path / "checkpoint-12" / "trainer_state.json").unlink()  # killed before the state was written
+    with caplog.at_level(logging.WARNING, logger="hf_unified_pretrain"):
+        assert detect_last_checkpoint(_args(tmp_path)) == str(tmp_path / "checkpoint-8")
+    assert "Skipping incomplete checkpoint" in caplog.text and "checkpoint-16" in caplog.text
+    assert resolve_resume_checkpoint(_args(tmp_path, resume_from_checkpoint="last")) == str(tmp_path / "checkpoint-8")
+
+
+def test_resume_last_with_only_incomplete_checkpoints_fails_clearly(tmp_path):
+    (tmp_path / "checkpoint-5").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        resolve_resume_checkpoint(_args(tmp_path, resume_from_checkpoint="last"))
+    assert resolve_resume_checkpoint(_args(tmp_path)) is None  # automatic: starts from scratch
+
+
+def test_sharded_checkpoint_with_a_missing_shard_is_incomplete(tmp_path):
+    _checkpoints(tmp_path, 2)
+    folder = tmp_path / "checkpoint-2"
+    (folder / "model.safetensors").rename(folder / "model-00001-of-00002.safetensors")
+    index = {"weight_map": {"weight": "model-00001-of-00002.safetensors", "bias": "model-00002-of-00002.safetensors"}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert "model-00002-of-00002.safetensors" in checkpoint_problem(folder)
+
+
+def test_config_override_errors_name_the_field():
+    config = ToyPretrainingConfig()
+    with pytest.raises(ValueError, match="--config_overrides hidden_size=abc: invalid value for field 'hidden_size'"):
+        apply_config_overrides(config, "hidden_size=abc")
+    with pytest.raises(ValueError, match="unknown field 'hiden_size'"):
+        apply_config_overrides(config, "hiden_size=4")
+
+
+def test_config_override_out_of_range_names_the_field_for_both_models():
+    from hf_unified_pretrain.models.itpn import ITPNConfig
+    from hf_unified_pretrain.models.mvp import MVPConfig
+
+    for config in (MVPConfig.from_preset("tiny"), ITPNConfig()):
+        name = type(config).__name__
+        with pytest.raises(
+            ValueError, match=rf"--config_overrides .*{name}.num_hidden_layers must be at least 1, got 0"
+        ):
+            apply_config_overrides(config, "num_hidden_layers=0")
+    with pytest.raises(ValueError, match=r"ITPNConfig.decoder_num_hidden_layers must be at least 1, got -2"):
+        apply_config_overrides(ITPNConfig(), "decoder_num_hidden_layers=-2")
+    with pytest.raises(ValueError, match=r"MVPConfig.drop_path_rate must lie in \[0, 1\), got 1.5"):
+        apply_config_overrides(MVPConfig.from_preset("tiny"), "drop_path_rate=1.5")
 
 
 def test_setup_logging_returns_a_configured_logger(tmp_path):
