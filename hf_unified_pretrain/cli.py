@@ -55,7 +55,17 @@ def _reconstruct(args: argparse.Namespace) -> None:
     from .data import EvalTransform
     from .training import draw_feature_prediction, draw_pixel_reconstruction
 
-    model = AutoModelForPreTraining.from_pretrained(args.checkpoint).eval()
+    model, loading_info = AutoModelForPreTraining.from_pretrained(args.checkpoint, output_loading_info=True)
+    if loading_info["missing_keys"]:
+        # Missing weights would be freshly (randomly) initialised: the figure would show a random decoder or head.
+        missing = sorted(loading_info["missing_keys"])
+        raise SystemExit(
+            f"{args.checkpoint} has no weights for {len(missing)} tensors of {type(model).__name__} (e.g. "
+            f"{', '.join(missing[:4])}): it was not saved from a pre-training model with its decoder/head, so the "
+            "reconstruction would be drawn by random weights. Pass a folder written by <Model>ForPreTraining."
+            "save_pretrained (e.g. a run script's --output_dir)."
+        )
+    model.eval()
     processor = AutoImageProcessor.from_pretrained(args.checkpoint)
     size = model.config.image_size if isinstance(model.config.image_size, int) else model.config.image_size[0]
     transform = EvalTransform(size, processor.image_mean, processor.image_std)
