@@ -49,7 +49,8 @@ class ITPNConfig(MaskingConfigMixin, BackboneConfigMixin, PreTrainedConfig):
 
     Args:
         image_size (`int`): Training resolution; fixes the relative-position tables (when used) and the default grid of
-            the absolute position embeddings.
+            the absolute position embeddings. Models with position tables run at other sizes with
+            `interpolate_pos_encoding=True` in the forward.
         patch_size (`int`): Side of a stage-3 token in pixels (16).
         inner_patches (`int`): Inner patches per patch side (4); two 2x2 merges take 4x4 inner patches to one token.
         num_channels (`int`): Input channels.
@@ -67,6 +68,13 @@ class ITPNConfig(MaskingConfigMixin, BackboneConfigMixin, PreTrainedConfig):
         position_embedding_grid_size (`int`, *optional*): Side of the grid the absolute position embeddings are stored
             for (the segmentation backbone keeps 14 = 224/16 while training at 512). Defaults to
             `image_size // patch_size`; any other grid is reached by bicubic interpolation.
+        interpolate_pos_encoding (`bool`): Accept inputs of any size in every forward, as if
+            `interpolate_pos_encoding=True` were passed: for callers that cannot pass it (heads such as DETR call the
+            backbone with pixels only; the original detection backbone interpolates at every size).
+        interpolate_pos_encoding_on_load (`bool`): When `from_pretrained` reads position tables saved for another image
+            size (e.g. a 224 px pre-training checkpoint into a 512 px segmentation backbone), fit them to this config:
+            absolute embeddings bicubic to the stored grid, relative-position bias tables bilinear, the decoder's fixed
+            sin-cos table recomputed. With False such checkpoints fail to load with a size mismatch.
         resample_position_embeddings_on_drop (`bool`): The original pixel pre-training resamples the absolute position
             embeddings (bicubic, scale factor `(grid + 0.1) / grid`) whenever masked tokens are dropped, which shifts
             them slightly. Kept (`True`) for parity with the released code and checkpoints.
@@ -145,6 +153,8 @@ class ITPNConfig(MaskingConfigMixin, BackboneConfigMixin, PreTrainedConfig):
     use_relative_position_bias: bool = False
     use_absolute_position_embeddings: bool = True
     position_embedding_grid_size: int | None = None
+    interpolate_pos_encoding: bool = False
+    interpolate_pos_encoding_on_load: bool = True
     resample_position_embeddings_on_drop: bool = True
     use_patch_norm: bool = True
     layer_scale_init_value: float | int = 0.0

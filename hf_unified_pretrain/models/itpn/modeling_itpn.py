@@ -19,7 +19,7 @@ runs on all N patches or on the L = K visible ones when masked tokens are droppe
 `tokens_to_feature_map` turns the layout into an image-shaped `(B, C, H / stride, W / stride)` map.
 """
 
-import math
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,16 +33,24 @@ from transformers.backbone_utils import BackboneMixin
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BackboneOutput, ImageClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput
-from transformers.utils.generic import can_return_tuple
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
+from transformers.utils.output_capturing import capture_outputs
 
 from ...layers import (
     DropPath,
+    check_position_grid,
     eager_attention_forward,
     get_2d_sincos_pos_embed,
+    grid_of_size,
+    interpolate_pos_embed,
     num_relative_distances,
     patch_grid_of,
+    register_position_table_resizing,
     relative_position_index,
+    resize_relative_position_bias_table,
+    strict_forward_kwargs,
 )
 from ...masking import (
     BlockMaskGenerator,
@@ -134,34 +142,10 @@ def tokens_to_feature_map(tokens: torch.Tensor, grid_size: tuple[int, int]) -> t
     return maps.reshape(batch, channels, height * side, width * side).contiguous()
 
 
-def resize_position_embeddings(position_embeddings: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Bicubic resize of (1, G*G, C) position embeddings to an (height x width) grid, as the original iTPN does it.
-
-    The original (following DINO) passes a scale factor of `(target + 0.1) / G` to `F.interpolate` instead of the
-    target size; PyTorch then maps coordinates with that slightly larger factor, which gives values different from a
-    size-based resize. Checkpoints were trained (and fixtures produced) with it, so it is reproduced exactly.
-
-    Returns:
-        (1, height*width, C).
-    """
-    grid = math.sqrt(position_embeddings.shape[1])
-    side = int(grid)
-    channels = position_embeddings.shape[-1]
-    grid_map = position_embeddings.reshape(1, side, side, channels).permute(0, 3, 1, 2)
-    resized = F.interpolate(
-        grid_map.float(), scale_factor=((height + 0.1) / grid, (width + 0.1) / grid), mode="bicubic"
-    ).to(position_embeddings.dtype)
-    if tuple(resized.shape[-2:]) != (height, width):
-        raise ValueError(
-            f"Resizing position embeddings from {side}x{side} gave {tuple(resized.shape[-2:])}, "
-            f"expected {(height, width)}."
-        )
-    return resized.permute(0, 2, 3, 1).reshape(1, height * width, channels)
-
-
-def patch_grid(pixel_values: torch.Tensor, config: ITPNConfig) -> tuple[int, int]:
-    """(h, w) patch grid of a (B, C, H, W) batch; raises a ValueError naming the problem and the fix otherwise."""
-    return patch_grid_of(pixel_values, config.num_channels, config.patch_size)
+def patch_grid(pixel_values: torch.Tensor, config: ITPNConfig, dtype: torch.dtype | None = None) -> tuple[int, int]:
+    """(h, w) patch grid of a (B, C, H, W) batch; raises a ValueError naming the problem and the fix otherwise
+    (with the weights' `dtype`, also for integer, raw 0..255 or NaN pixels and dtype mismatches)."""
+    return patch_grid_of(pixel_values, config.num_channels, config.patch_size, dtype=dtype)
 
 
 def _as_grid(grid_size: tuple[int, int] | None, default_side: int) -> tuple[int, int]:
@@ -208,7 +192,7 @@ class ITPNPatchEmbeddings(nn.Module):
         self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps) if config.use_patch_norm else None
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        grid = patch_grid(pixel_values, self.config)
+        grid = patch_grid(pixel_values, self.config, self.projection.weight.dtype)
         batch = pixel_values.shape[0]
         inner = self.config.inner_patches
         embeddings = self.projection(pixel_values.to(self.projection.weight.dtype))
@@ -350,10 +334,25 @@ class ITPNSelfAttention(nn.Module):
             else None
         )
 
+    def resize_checkpoint_position_table(self, name: str, table: torch.Tensor) -> torch.Tensor:
+        """A checkpoint's relative-position bias table of another image size → this model's grid (bilinear)."""
+        if not self.config.interpolate_pos_encoding_on_load:
+            return table
+        side = self.config.grid_size
+        offsets_h, offsets_w = grid_of_size(table.shape[0], like=(2 * side - 1, 2 * side - 1))
+        old_grid = ((offsets_h + 1) // 2, (offsets_w + 1) // 2)
+        return resize_relative_position_bias_table(table, old_grid, side)
+
     def forward(
-        self, hidden_states: torch.Tensor, relative_position_index: torch.Tensor | None = None, **kwargs
+        self,
+        hidden_states: torch.Tensor,
+        relative_position_index: torch.Tensor | None = None,
+        grid_size: tuple[int, int] | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """hidden_states (B, L, C); relative_position_index (1 or B, L, L). Returns (B, L, C) and the weights."""
+        """hidden_states (B, L, C); relative_position_index (1 or B, L, L) into the table of the input's (h, w)
+        `grid_size` (the table is resized bilinearly when that is not the configured grid). Returns (B, L, C) and the
+        attention weights."""
         batch, length, dim = hidden_states.shape
         qkv = self.qkv(hidden_states).reshape(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         query, key, value = qkv.unbind(0)
@@ -361,7 +360,10 @@ class ITPNSelfAttention(nn.Module):
         if self.relative_position_bias_table is not None:
             if relative_position_index is None:
                 raise ValueError("This block has a relative-position bias table but got no relative_position_index.")
-            attention_bias = self.relative_position_bias_table[relative_position_index].permute(0, 3, 1, 2)
+            table = self.relative_position_bias_table
+            if grid_size is not None:
+                table = resize_relative_position_bias_table(table, self.config.grid_size, tuple(grid_size))
+            attention_bias = table[relative_position_index].permute(0, 3, 1, 2)
             attention_bias = attention_bias.to(query.dtype)
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
@@ -411,10 +413,14 @@ class ITPNLayer(GradientCheckpointingLayer):
             self.layer_scale_1, self.layer_scale_2 = None, None
 
     def forward(
-        self, hidden_states: torch.Tensor, relative_position_index: torch.Tensor | None = None, **kwargs
+        self,
+        hidden_states: torch.Tensor,
+        relative_position_index: torch.Tensor | None = None,
+        grid_size: tuple[int, int] | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attention_output, attn_weights = self.attention(
-            self.layernorm_before(hidden_states), relative_position_index, **kwargs
+            self.layernorm_before(hidden_states), relative_position_index, grid_size, **kwargs
         )
         if self.layer_scale_1 is not None:
             attention_output = self.layer_scale_1 * attention_output
@@ -464,14 +470,31 @@ class ITPNEmbeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def position_embeddings_for(self, grid_size: tuple[int, int], dropped: bool) -> torch.Tensor:
-        """(1, h*w, C) absolute position embeddings for a (h, w) token grid (resized like the original)."""
+        """(1, h*w, C) absolute position embeddings for a (h, w) token grid.
+
+        Resized like the original (bicubic with DINO's `(h + 0.1) / G` scale factor, which checkpoints were trained
+        and fixtures produced with), whenever the grid is not the stored one.
+        """
         stored = self.config.resolved_position_embedding_grid_size
         resample = tuple(grid_size) != (stored, stored)
         # The original resizes whenever the token count differs from the stored one, i.e. also after dropping.
         resample = resample or (dropped and self.config.resample_position_embeddings_on_drop)
         if not resample:
             return self.position_embeddings
-        return resize_position_embeddings(self.position_embeddings, *grid_size)
+        return interpolate_pos_embed(
+            self.position_embeddings, stored, tuple(grid_size), mode="bicubic", legacy_scale_factor=True
+        )
+
+    def resize_checkpoint_position_table(self, name: str, table: torch.Tensor) -> torch.Tensor:
+        """(1, n, C) position embeddings of a checkpoint of another image size → the stored grid of this config.
+
+        Size-based bicubic, as the fine-tuning scripts of MAE-style models resize checkpoints.
+        """
+        if not self.config.interpolate_pos_encoding_on_load or name != "position_embeddings":
+            return table
+        stored = self.config.resolved_position_embedding_grid_size
+        old_grid = grid_of_size(table.shape[1], like=stored)
+        return interpolate_pos_embed(table, old_grid, stored, mode="bicubic")
 
     def forward(
         self,
@@ -545,19 +568,13 @@ class ITPNEncoder(nn.Module):
         self,
         hidden_states: torch.Tensor,
         relative_position_index: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        **kwargs,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
+        grid_size: tuple[int, int] | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
+        """(B, L, C) tokens → (B, L, C); hidden states and attentions are recorded by `capture_outputs` hooks."""
         for layer in self.layers:
-            hidden_states, attn_weights = layer(hidden_states, relative_position_index, **kwargs)
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-            if output_attentions:
-                all_attentions += (attn_weights,)
-        return hidden_states, all_hidden_states, all_attentions
+            hidden_states, _ = layer(hidden_states, relative_position_index, grid_size, **kwargs)
+        return hidden_states
 
 
 class ITPNPyramid(nn.Module):
@@ -661,6 +678,12 @@ class ITPNPixelDecoder(nn.Module):
         table = get_2d_sincos_pos_embed(self.position_embeddings.shape[-1], grid_size)
         return table.to(self.position_embeddings).unsqueeze(0)
 
+    def resize_checkpoint_position_table(self, name: str, table: torch.Tensor) -> torch.Tensor:
+        """The fixed sin-cos table of a checkpoint of another image size is recomputed for this config's grid."""
+        if not self.config.interpolate_pos_encoding_on_load or name != "position_embeddings":
+            return table
+        return get_2d_sincos_pos_embed(table.shape[-1], self.config.grid_size).to(table.dtype).unsqueeze(0)
+
     def forward(
         self, pyramid_features: tuple[torch.Tensor, ...], ids_restore: torch.Tensor, grid_size: tuple[int, int]
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -720,9 +743,14 @@ class ITPNAuxiliaryHead(nn.Module):
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.predictor = nn.Linear(config.hidden_size, config.teacher_dim)
 
-    def forward(self, hidden_states: torch.Tensor, relative_position_index: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        relative_position_index: torch.Tensor | None,
+        grid_size: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
         for layer in self.layers:
-            hidden_states, _ = layer(hidden_states, relative_position_index)
+            hidden_states, _ = layer(hidden_states, relative_position_index, grid_size)
         return self.predictor(self.layernorm(hidden_states))
 
 
@@ -739,6 +767,13 @@ class ITPNPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["ITPNEmbeddings", "ITPNLayer", "ITPNPyramid"]
     _supports_sdpa = True
+    # The relative-position bias (CLIP-target and HiViT checkpoints) is an additive float mask, which flash attention
+    # cannot take; flex attention is not verified.
+    _supports_flash_attn = False
+    _supports_flex_attn = False
+    _supports_attention_backend = True
+    # Stage-3 blocks only: the pixel decoder and the auxiliary CLIP blocks run outside `ITPNModel.forward`.
+    _can_record_outputs = {"hidden_states": ITPNLayer, "attentions": ITPNSelfAttention}
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -845,6 +880,7 @@ class ITPNModel(ITPNPreTrainedModel):
             self.register_buffer("relative_position_index", index, persistent=False)
         else:
             self.relative_position_index = None
+        self.has_position_tables = config.use_absolute_position_embeddings or config.use_relative_position_bias
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -853,30 +889,27 @@ class ITPNModel(ITPNPreTrainedModel):
     def relative_position_index_for(
         self, grid_size: tuple[int, int], ids_keep: torch.Tensor | None = None
     ) -> torch.Tensor | None:
-        """(1, N, N) relative-position index, or (B, K, K) among the kept patches; None without the bias."""
+        """(1, N, N) relative-position index of a (h, w) grid, or (B, K, K) among the kept patches; None without
+        the bias."""
         if self.relative_position_index is None:
             return None
-        if tuple(grid_size) != (self.config.grid_size, self.config.grid_size):
-            raise ValueError(
-                f"use_relative_position_bias ties the model to a {self.config.grid_size}x{self.config.grid_size} "
-                f"patch grid (image_size {self.config.image_size}), but the input gives {grid_size[0]}x{grid_size[1]}:"
-                f" feed {self.config.image_size}x{self.config.image_size} images or rebuild the model with that "
-                "image_size."
-            )
         index = self.relative_position_index
+        if tuple(grid_size) != (self.config.grid_size, self.config.grid_size):
+            index = _cached_relative_position_index(tuple(grid_size)).to(index.device)
         if ids_keep is None:
             return index.unsqueeze(0)
         rows = index[ids_keep]  # (B, K, N)
         return torch.gather(rows, 2, ids_keep.unsqueeze(1).expand(-1, ids_keep.shape[1], -1))
 
-    @can_return_tuple
+    @strict_forward_kwargs
+    @merge_with_config_defaults
+    @capture_outputs(tie_last_hidden_states=False)
     def forward(
         self,
         pixel_values: torch.Tensor,
         bool_masked_pos: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
-        **kwargs,
+        interpolate_pos_encoding: bool = False,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> ITPNModelOutput:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
@@ -884,14 +917,20 @@ class ITPNModel(ITPNPreTrainedModel):
         bool_masked_pos (`torch.BoolTensor` of shape `(batch_size, num_patches)`, *optional*):
             True = masked. Pixel target: masked patches are dropped (every row must mask the same number); CLIP
             target: their stage-3 tokens are replaced by the mask token.
+        interpolate_pos_encoding (`bool`): Interpolate the position tables to the input's grid when it is not the one
+            of `config.image_size` (absolute embeddings bicubic as the original, relative-position bias tables
+            bilinear); without it such inputs are an error (models without position tables run at any size).
         """
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        grid = patch_grid(pixel_values, self.config)
+        if self.has_position_tables:
+            check_position_grid(
+                grid,
+                self.config.grid_size,
+                interpolate_pos_encoding=interpolate_pos_encoding or self.config.interpolate_pos_encoding,
+                patch_size=self.config.patch_size,
+            )
         ids_keep = replace_mask = None
         if bool_masked_pos is not None:
-            grid = patch_grid(pixel_values, self.config)
             bool_masked_pos = validate_bool_masked_pos(bool_masked_pos, pixel_values.shape[0], grid[0] * grid[1])
             if self.config.pretraining_target == "pixel":
                 ids_keep = mask_to_ids(bool_masked_pos.to(pixel_values.device)).ids_keep
@@ -902,9 +941,7 @@ class ITPNModel(ITPNPreTrainedModel):
             pixel_values, ids_keep=ids_keep, bool_masked_pos=replace_mask
         )
         index = self.relative_position_index_for(grid_size, ids_keep)
-        stage3_output, hidden_states, attentions = self.encoder(
-            tokens, index, output_hidden_states=output_hidden_states, output_attentions=output_attentions, **kwargs
-        )
+        stage3_output = self.encoder(tokens, index, grid_size, **kwargs)
         sequence_output = self.layernorm(stage3_output)
         pyramid_features = (
             self.pyramid(stage3_output, stage2_output, stage1_output) if self.pyramid is not None else None
@@ -915,8 +952,6 @@ class ITPNModel(ITPNPreTrainedModel):
             pooler_output=pooled_output,
             stage_features=(stage1_output, stage2_output, stage3_output[:, :, None, None, :]),
             pyramid_features=pyramid_features,
-            hidden_states=hidden_states,
-            attentions=attentions,
         )
 
 
@@ -943,25 +978,34 @@ class ITPNBackbone(BackboneMixin, ITPNPreTrainedModel):
         self.num_features = [width1, *level_channels, *[level_channels[-1]] * extra]
         self.post_init()
 
+    @strict_forward_kwargs
     @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
+        interpolate_pos_encoding: bool = False,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BackboneOutput:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`): Images.
+        interpolate_pos_encoding (`bool`): Accept inputs of another size than `config.image_size` (see `ITPNModel`).
 
         Returns feature maps (B, C_stage, H / stride, W / stride) for `config.out_features`; `hidden_states` holds the
-        maps of every stage up to the last requested one, when asked for.
+        maps of every stage up to the last requested one, when asked for (built here, as conv backbones do; the
+        attentions come from `ITPNModel`'s output capture).
         """
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         grid = patch_grid(pixel_values, self.config)
-        outputs = self.itpn(pixel_values, output_attentions=output_attentions, **kwargs)
+        outputs = self.itpn(
+            pixel_values,
+            interpolate_pos_encoding=interpolate_pos_encoding,
+            output_attentions=output_attentions,
+            **kwargs,
+        )
         if outputs.pyramid_features is None:
             levels = outputs.stage_features
         elif self.config.backbone_layout == "seg":
@@ -1126,6 +1170,7 @@ class ITPNForPreTraining(TeacherHolderMixin, ITPNPreTrainedModel):
             return random_mask(batch, num_tokens, ratio, noise=noise, device=pixel_values.device)
         return self.mask_generator(grid)(batch, generator=generator).to(pixel_values.device)
 
+    @strict_forward_kwargs
     @can_return_tuple
     def forward(
         self,
@@ -1135,9 +1180,10 @@ class ITPNForPreTraining(TeacherHolderMixin, ITPNPreTrainedModel):
         teacher_features: torch.Tensor | None = None,
         teacher_pixel_values: torch.Tensor | None = None,
         mfm_targets: tuple[torch.Tensor, ...] | None = None,
+        interpolate_pos_encoding: bool = False,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> ITPNForPreTrainingOutput:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`): Images.
@@ -1151,6 +1197,7 @@ class ITPNForPreTraining(TeacherHolderMixin, ITPNPreTrainedModel):
         teacher_pixel_values (`torch.FloatTensor`, *optional*): Pixels prepared for the teacher.
         mfm_targets (tuple of 3 tensors `(batch_size, num_patches, s, s, F)`, *optional*):
             Precomputed teacher pyramid levels (strides 4, 8, 16) for masked feature modelling.
+        interpolate_pos_encoding (`bool`): Accept inputs of another size than `config.image_size` (see `ITPNModel`).
         """
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
@@ -1166,7 +1213,8 @@ class ITPNForPreTraining(TeacherHolderMixin, ITPNPreTrainedModel):
         outputs = self.itpn(
             pixel_values,
             bool_masked_pos=bool_masked_pos,
-            output_hidden_states=output_hidden_states or need_aux_input,
+            interpolate_pos_encoding=interpolate_pos_encoding,
+            output_hidden_states=True if need_aux_input else output_hidden_states,
             output_attentions=output_attentions,
             **kwargs,
         )
@@ -1183,7 +1231,7 @@ class ITPNForPreTraining(TeacherHolderMixin, ITPNPreTrainedModel):
             mfm_source, logits = self.feature_head(outputs.pyramid_features)
             if self.aux_head is not None:
                 aux_input = outputs.hidden_states[self.config.resolved_aux_layer_index + 1]
-                aux_logits = self.aux_head(aux_input, self.itpn.relative_position_index_for(grid))
+                aux_logits = self.aux_head(aux_input, self.itpn.relative_position_index_for(grid), grid)
             if teacher_features is None:
                 teacher_features = self._run_teacher(pixel_values, teacher_pixel_values)
                 if self.config.normalize_teacher_features:
@@ -1240,27 +1288,30 @@ class ITPNForImageClassification(ITPNPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
         self.post_init()
 
+    @strict_forward_kwargs
     @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
-        **kwargs,
+        interpolate_pos_encoding: bool = False,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> ImageClassifierOutput:
         r"""
         labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): Class indices (or regression targets).
+        interpolate_pos_encoding (`bool`): Accept inputs of another size than `config.image_size` (see `ITPNModel`).
         """
-        outputs = self.itpn(
-            pixel_values, output_hidden_states=output_hidden_states, output_attentions=output_attentions, **kwargs
-        )
+        outputs = self.itpn(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
         logits = self.classifier(outputs.pooler_output)
         loss = self.loss_function(labels, logits, self.config, **kwargs) if labels is not None else None
         return ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
 
+
+# `from_pretrained` fits position tables saved at another image size to the configured grid (see
+# `ITPNConfig.interpolate_pos_encoding_on_load`).
+register_position_table_resizing(ITPNConfig.model_type)
 
 __all__ = [
     "ITPNBackbone",

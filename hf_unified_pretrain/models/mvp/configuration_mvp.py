@@ -66,12 +66,19 @@ class MVPConfig(MaskingConfigMixin, BackboneConfigMixin, PreTrainedConfig):
         attention_probs_dropout_prob: Dropout on the attention probabilities.
         initializer_range: Std of the truncated-normal initialisation.
         layer_norm_eps: LayerNorm epsilon.
-        image_size: Training resolution (int or (H, W)); other sizes divisible by `patch_size` also run.
+        image_size: Training resolution (int or (H, W)); sets the grid of the position tables. Other sizes divisible
+            by `patch_size` run with `interpolate_pos_encoding=True` in the forward.
         patch_size: Patch side in pixels.
         num_channels: Input channels.
         qkv_bias: Biases on the query and value projections (as BEiT, the key projection never has one).
         use_mask_token: Learnable [MASK] embedding (needed for pre-training).
-        use_absolute_position_embeddings: Learnable absolute position embeddings (interpolated for other sizes).
+        use_absolute_position_embeddings: Learnable absolute position embeddings.
+        interpolate_pos_encoding: Accept inputs of any size in every forward, as if `interpolate_pos_encoding=True`
+            were passed: for callers that cannot pass it (heads such as DETR call the backbone with pixels only).
+        interpolate_pos_encoding_on_load: When `from_pretrained` reads position tables saved for another image size
+            (e.g. a 224 px checkpoint into a 384 px model), interpolate them to this config's grid (absolute
+            embeddings bicubic, relative-position bias offsets bilinear, as the forward's `interpolate_pos_encoding`).
+            With False such checkpoints fail to load with a size mismatch.
         use_relative_position_bias: A relative position bias table in every block.
         use_shared_relative_position_bias: One relative position bias table shared by all blocks (BEiT
             pre-training); may be combined with the per-block tables.
@@ -114,6 +121,8 @@ class MVPConfig(MaskingConfigMixin, BackboneConfigMixin, PreTrainedConfig):
     qkv_bias: bool = True
     use_mask_token: bool = True
     use_absolute_position_embeddings: bool = False
+    interpolate_pos_encoding: bool = False
+    interpolate_pos_encoding_on_load: bool = True
     use_relative_position_bias: bool = False
     use_shared_relative_position_bias: bool = True
     layer_scale_init_value: float | int = 0.1

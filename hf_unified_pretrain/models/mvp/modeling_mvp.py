@@ -48,11 +48,16 @@ from transformers.utils.output_capturing import capture_outputs
 
 from ...layers import (
     DropPath,
+    check_position_grid,
     eager_attention_forward,
+    grid_of_size,
     interpolate_pos_embed,
     num_relative_distances,
     patch_grid_of,
+    register_position_table_resizing,
     relative_position_index,
+    resize_relative_position_bias_table,
+    strict_forward_kwargs,
 )
 from ...masking import BlockMaskGenerator, validate_bool_masked_pos
 from ...objectives import feature_regression_loss, weighted_total
@@ -112,6 +117,7 @@ class MVPEmbeddings(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
         self.mask_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size)) if use_mask_token else None
         self.grid_size = config.grid_size
+        self.interpolate_on_load = config.interpolate_pos_encoding_on_load
         self.position_embeddings = (
             nn.Parameter(torch.zeros(1, 1 + self.grid_size[0] * self.grid_size[1], config.hidden_size))
             if config.use_absolute_position_embeddings
@@ -119,10 +125,21 @@ class MVPEmbeddings(nn.Module):
         )
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
+    def resize_checkpoint_position_table(self, name: str, table: torch.Tensor) -> torch.Tensor:
+        """(1, 1 + n, C) position embeddings of a checkpoint of another image size → this model's grid (bicubic)."""
+        if not self.interpolate_on_load or name != "position_embeddings":
+            return table
+        old_grid = grid_of_size(table.shape[1] - 1, like=self.grid_size)
+        return interpolate_pos_embed(table, old_grid, self.grid_size, mode="bicubic", num_prefix_tokens=1)
+
     def forward(
         self, pixel_values: torch.Tensor, bool_masked_pos: torch.BoolTensor | None = None
     ) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Returns the (B, 1 + N, C) token sequence and the (h, w) patch grid of the input."""
+        """Returns the (B, 1 + N, C) token sequence and the (h, w) patch grid of the input.
+
+        Position embeddings are interpolated (bicubic, as BEiT) when the input's grid is not the configured one; the
+        model checks beforehand that this was asked for (`interpolate_pos_encoding`).
+        """
         grid_size = self.patch_embeddings.grid_size(pixel_values)
         embeddings = self.patch_embeddings(pixel_values)
         batch_size, num_patches, _ = embeddings.shape
@@ -150,31 +167,32 @@ def _cached_relative_position_index(grid_size: tuple[int, int]) -> torch.Tensor:
 class MVPRelativePositionBias(nn.Module):
     """BEiT relative position bias: one learned value per head for every 2-D offset and for the [CLS] pairs.
 
-    The table is learned for the configured grid; for other grids its offset part is resized bilinearly (as BEiT's
-    transformers port does), so the model runs at any resolution divisible by the patch size.
+    The table is learned for the configured grid; for other grids (`interpolate_pos_encoding=True`) its offset part is
+    resized bilinearly, as BEiT's transformers port does.
     """
 
     def __init__(self, config: MVPConfig) -> None:
         super().__init__()
         self.grid_size = config.grid_size
+        self.interpolate_on_load = config.interpolate_pos_encoding_on_load
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros(num_relative_distances(self.grid_size, with_cls_token=True), config.num_attention_heads)
         )
 
-    def _table_for(self, grid_size: tuple[int, int]) -> torch.Tensor:
-        table = self.relative_position_bias_table
-        if grid_size == self.grid_size:
+    def resize_checkpoint_position_table(self, name: str, table: torch.Tensor) -> torch.Tensor:
+        """A checkpoint's table of another image size → this model's grid (offsets bilinear, [CLS] rows kept)."""
+        if not self.interpolate_on_load:
             return table
-        old_h, old_w = 2 * self.grid_size[0] - 1, 2 * self.grid_size[1] - 1
-        new_h, new_w = 2 * grid_size[0] - 1, 2 * grid_size[1] - 1
-        offsets = table[: old_h * old_w].reshape(1, old_h, old_w, -1).permute(0, 3, 1, 2)
-        offsets = nn.functional.interpolate(offsets, size=(new_h, new_w), mode="bilinear", align_corners=False)
-        offsets = offsets.permute(0, 2, 3, 1).reshape(new_h * new_w, -1)
-        return torch.cat([offsets, table[old_h * old_w :]], dim=0)
+        target_offsets = (2 * self.grid_size[0] - 1, 2 * self.grid_size[1] - 1)
+        offsets_h, offsets_w = grid_of_size(table.shape[0] - 3, like=target_offsets)
+        old_grid = ((offsets_h + 1) // 2, (offsets_w + 1) // 2)
+        return resize_relative_position_bias_table(table, old_grid, self.grid_size, num_extra_tokens=3)
 
     def forward(self, grid_size: tuple[int, int]) -> torch.Tensor:
         """Returns the additive attention bias (1, heads, 1 + h*w, 1 + h*w) for a (h, w) patch grid."""
-        table = self._table_for(tuple(grid_size))
+        table = resize_relative_position_bias_table(
+            self.relative_position_bias_table, self.grid_size, tuple(grid_size), num_extra_tokens=3
+        )
         index = _cached_relative_position_index(tuple(grid_size)).to(table.device)
         num_tokens = index.shape[0]
         bias = table[index.reshape(-1)].reshape(num_tokens, num_tokens, -1)
@@ -426,17 +444,24 @@ class MVPModel(MVPPreTrainedModel):
             nn.Identity() if config.use_mean_pooling else nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         )
         self.pooler = MVPPooler(config) if add_pooling_layer else None
+        self.has_position_tables = (
+            config.use_absolute_position_embeddings
+            or config.use_relative_position_bias
+            or config.use_shared_relative_position_bias
+        )
         self.post_init()
 
     def get_input_embeddings(self) -> MVPPatchEmbeddings:
         return self.embeddings.patch_embeddings
 
+    @strict_forward_kwargs
     @merge_with_config_defaults
     @capture_outputs(tie_last_hidden_states=False)
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
         bool_masked_pos: torch.BoolTensor | None = None,
+        interpolate_pos_encoding: bool = False,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
         r"""Encodes images; masks patches only when `bool_masked_pos` is given.
@@ -444,6 +469,9 @@ class MVPModel(MVPPreTrainedModel):
         Args:
             pixel_values: (B, C, H, W) with H and W divisible by the patch size.
             bool_masked_pos: Optional (B, N) bool (or (B, h, w)), True = replace that patch by the [MASK] token.
+            interpolate_pos_encoding: Interpolate the position tables (absolute embeddings bicubic, relative-position
+                bias tables bilinear, as BEiT) to the input's grid when it is not the one of `config.image_size`;
+                without it such inputs are an error.
 
         Returns:
             `last_hidden_state` (B, 1 + N, C) ([CLS] first), `pooler_output` (B, C) when the pooler exists,
@@ -451,6 +479,13 @@ class MVPModel(MVPPreTrainedModel):
         """
         if pixel_values is None:
             raise ValueError("MVPModel needs `pixel_values` of shape (batch, channels, height, width).")
+        if self.has_position_tables:
+            check_position_grid(
+                self.embeddings.patch_embeddings.grid_size(pixel_values),
+                self.config.grid_size,
+                interpolate_pos_encoding=interpolate_pos_encoding or self.config.interpolate_pos_encoding,
+                patch_size=self.config.patch_size,
+            )
         hidden_states, grid_size = self.embeddings(pixel_values, bool_masked_pos=bool_masked_pos)
         attention_bias = None
         if self.shared_relative_position_bias is not None:
@@ -481,11 +516,20 @@ class MVPBackbone(BackboneMixin, MVPPreTrainedModel):
         self.mvp.layernorm = nn.Identity()
         self.post_init()
 
+    @strict_forward_kwargs
     @can_return_tuple
     @filter_output_hidden_states
-    def forward(self, pixel_values: torch.Tensor, **kwargs: Unpack[TransformersKwargs]) -> BackboneOutput:
-        """(B, C, H, W) pixels → `feature_maps` for `config.out_features` (+ hidden states / attentions if asked)."""
-        outputs = self.mvp(pixel_values, **kwargs)
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        interpolate_pos_encoding: bool = False,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BackboneOutput:
+        """(B, C, H, W) pixels → `feature_maps` for `config.out_features` (+ hidden states / attentions if asked).
+
+        `interpolate_pos_encoding` lets inputs of another size than `config.image_size` through (see `MVPModel`).
+        """
+        outputs = self.mvp(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
         batch_size, _, height, width = pixel_values.shape
         patch_size = self.config.patch_size
         feature_maps = ()
@@ -573,6 +617,7 @@ class MVPForPreTraining(TeacherHolderMixin, MVPPreTrainedModel):
         grid_size = self.mvp.embeddings.patch_embeddings.grid_size(pixel_values)
         return self.mask_generator(grid_size)(pixel_values.shape[0], generator=generator).to(pixel_values.device)
 
+    @strict_forward_kwargs
     @can_return_tuple
     def forward(
         self,
@@ -580,6 +625,7 @@ class MVPForPreTraining(TeacherHolderMixin, MVPPreTrainedModel):
         bool_masked_pos: torch.BoolTensor | None = None,
         teacher_features: torch.Tensor | None = None,
         teacher_pixel_values: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
         **kwargs: Unpack[TransformersKwargs],
     ) -> MVPForPreTrainingOutput:
         r"""Masks, encodes, predicts the teacher's features and scores the masked patches.
@@ -590,6 +636,7 @@ class MVPForPreTraining(TeacherHolderMixin, MVPPreTrainedModel):
                 masking of `config.num_masking_patches`, or `mask_ratio`, patches).
             teacher_features: (B, N, teacher_dim) precomputed targets; if None the attached teacher computes them.
             teacher_pixel_values: Pixels prepared for the teacher (its own normalisation/size), passed to it.
+            interpolate_pos_encoding: Accept inputs of another size than `config.image_size` (see `MVPModel`).
 
         Returns:
             `MVPForPreTrainingOutput` with `loss`, `losses={"feature": ...}`, `logits` (B, N, teacher_dim),
@@ -604,7 +651,12 @@ class MVPForPreTraining(TeacherHolderMixin, MVPPreTrainedModel):
         else:
             bool_masked_pos = validate_bool_masked_pos(bool_masked_pos, batch_size, num_patches)
 
-        outputs = self.mvp(pixel_values, bool_masked_pos=bool_masked_pos, **kwargs)
+        outputs = self.mvp(
+            pixel_values,
+            bool_masked_pos=bool_masked_pos,
+            interpolate_pos_encoding=interpolate_pos_encoding,
+            **kwargs,
+        )
         predictions = self.head(outputs.last_hidden_state[:, 1:])
 
         if teacher_features is None:
@@ -656,21 +708,30 @@ class MVPForImageClassification(MVPPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
         self.post_init()
 
+    @strict_forward_kwargs
     @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
         **kwargs: Unpack[TransformersKwargs],
     ) -> ImageClassifierOutput:
-        """(B, C, H, W) pixels (+ optional (B,) labels) → (B, num_labels) logits and the loss."""
-        outputs = self.mvp(pixel_values, **kwargs)
+        """(B, C, H, W) pixels (+ optional (B,) labels) → (B, num_labels) logits and the loss.
+
+        `interpolate_pos_encoding` lets inputs of another size than `config.image_size` through (see `MVPModel`).
+        """
+        outputs = self.mvp(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
         logits = self.classifier(outputs.pooler_output)
         loss = self.loss_function(labels, logits, self.config) if labels is not None else None
         return ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
 
+
+# `from_pretrained` fits position tables saved at another image size to the configured grid (see
+# `MVPConfig.interpolate_pos_encoding_on_load`).
+register_position_table_resizing(MVPConfig.model_type)
 
 __all__ = [
     "MVPBackbone",

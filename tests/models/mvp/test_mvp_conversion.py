@@ -107,7 +107,10 @@ def test_converted_model_reproduces_beit_model(kind, size):
 
     mask = fixed_mask(num_patches=(size // 8) ** 2)
     with torch.no_grad():
-        for kwargs in ({}, {"bool_masked_pos": mask}):
+        for kwargs in (
+            {"interpolate_pos_encoding": size != 32},
+            {"bool_masked_pos": mask, "interpolate_pos_encoding": True},
+        ):
             expected = beit(pixels(size=size), output_hidden_states=True, **kwargs)
             actual = model(pixels(size=size), output_hidden_states=True, **kwargs)
             torch.testing.assert_close(actual.last_hidden_state, expected.last_hidden_state)
