@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from os import PathLike
+from pathlib import Path
 
 from torch import nn
 from transformers import (
@@ -44,6 +45,21 @@ class BackboneLoadReport:
     num_tensors: int
 
 
+def _check_pretrained_folder(pretrained_path: str | PathLike) -> None:
+    """Raises FileNotFoundError unless `pretrained_path` is a local `save_pretrained` folder with a config.json."""
+    folder = Path(pretrained_path)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"Pretrained folder {str(folder)!r} does not exist: pass the local folder written by save_pretrained "
+            "(config.json + model.safetensors), e.g. a run script's --output_dir or a converter's output."
+        )
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{str(folder)!r} has no config.json: it is not a save_pretrained folder (a Trainer checkpoint-<step> "
+            "folder also works)."
+        )
+
+
 def backbone_config_from_pretrained(
     pretrained_path: str | PathLike, out_features: list[str] | None = None, **overrides
 ) -> PreTrainedConfig:
@@ -57,6 +73,7 @@ def backbone_config_from_pretrained(
     Returns:
         The config, with `out_features` set.
     """
+    _check_pretrained_folder(pretrained_path)
     config = AutoConfig.from_pretrained(pretrained_path, **overrides)
     if not hasattr(config, "stage_names"):
         raise ValueError(
@@ -92,6 +109,7 @@ def load_pretrained_backbone(
     Returns:
         Where the backbone sits in the head and how many tensors were copied.
     """
+    _check_pretrained_folder(pretrained_path)
     module_path, backbone = _find_backbone_module(head_model)
     backbone_class = AutoBackbone._model_mapping[type(backbone.config)]
     pretrained, loading_info = backbone_class.from_pretrained(

@@ -9,23 +9,59 @@ from hf_unified_pretrain.downstream import build_head_model, load_pretrained_bac
 
 HEAD_KWARGS = {
     "upernet": dict(hidden_size=32, auxiliary_channels=16, num_labels=3),
-    "mask2former": dict(feature_size=32, mask_feature_size=32, hidden_dim=32, encoder_layers=1, decoder_layers=2,
-                        num_queries=5, encoder_feedforward_dim=64, dim_feedforward=64, num_labels=3),
-    "detr": dict(d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-                 encoder_ffn_dim=32, decoder_ffn_dim=32, num_queries=5, num_labels=3),
-    "deformable_detr": dict(d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
-                            decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_queries=5,
-                            num_labels=3, encoder_n_points=2, decoder_n_points=2),
+    "mask2former": dict(
+        feature_size=32,
+        mask_feature_size=32,
+        hidden_dim=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        num_queries=5,
+        encoder_feedforward_dim=64,
+        dim_feedforward=64,
+        num_labels=3,
+    ),
+    "detr": dict(
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        num_queries=5,
+        num_labels=3,
+    ),
+    "deformable_detr": dict(
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        num_queries=5,
+        num_labels=3,
+        encoder_n_points=2,
+        decoder_n_points=2,
+    ),
 }
-OUT_FEATURES = {"upernet": ["stage1", "stage2", "stage3", "stage4"], "mask2former": ["stage1", "stage2", "stage3", "stage4"],
-                "detr": ["stage4"], "deformable_detr": ["stage2", "stage3", "stage4"]}
+OUT_FEATURES = {
+    "upernet": ["stage1", "stage2", "stage3", "stage4"],
+    "mask2former": ["stage1", "stage2", "stage3", "stage4"],
+    "detr": ["stage4"],
+    "deformable_detr": ["stage2", "stage3", "stage4"],
+}
 
 
 @pytest.fixture(scope="module")
 def pretrained_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("convnext")
-    config = ConvNextConfig(hidden_sizes=[32, 32, 64, 64], depths=[1, 1, 1, 1], num_channels=3,
-                            out_features=["stage1", "stage2", "stage3", "stage4"])
+    config = ConvNextConfig(
+        hidden_sizes=[32, 32, 64, 64],
+        depths=[1, 1, 1, 1],
+        num_channels=3,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
     ConvNextBackbone(config).save_pretrained(folder)
     return folder
 
@@ -44,6 +80,18 @@ def test_unknown_head_is_a_clear_error(pretrained_dir):
         build_head_model("maskrcnn", pretrained_dir)
 
 
+@pytest.mark.parametrize("head", ["upernet", "detr"])
+def test_missing_or_wrong_folder_is_a_clear_error(head, tmp_path, pretrained_dir):
+    with pytest.raises(FileNotFoundError, match=r"Pretrained folder '.*nowhere' does not exist.*save_pretrained"):
+        build_head_model(head, tmp_path / "nowhere", **HEAD_KWARGS[head])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="has no config.json"):
+        build_head_model(head, tmp_path / "empty", **HEAD_KWARGS[head])
+    model = build_head_model(head, pretrained_dir, out_features=OUT_FEATURES[head], **HEAD_KWARGS[head])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_pretrained_backbone(model, tmp_path / "nowhere")
+
+
 def test_load_into_head_without_backbone_is_a_clear_error(pretrained_dir):
     with pytest.raises(ValueError, match="no transformers backbone"):
         load_pretrained_backbone(torch.nn.Linear(2, 2), pretrained_dir)
@@ -54,6 +102,7 @@ def test_missing_backbone_weights_are_an_error_unless_allowed(tmp_path):
     ConvNextModel(ConvNextConfig(hidden_sizes=[32, 32, 64, 64], depths=[1, 1, 1, 1])).save_pretrained(tmp_path)
     with pytest.raises(KeyError, match="lacks backbone weights.*hidden_states_norms"):
         build_head_model("upernet", tmp_path, out_features=OUT_FEATURES["upernet"], **HEAD_KWARGS["upernet"])
-    model = build_head_model("upernet", tmp_path, out_features=OUT_FEATURES["upernet"], allow_missing=True,
-                             **HEAD_KWARGS["upernet"])
+    model = build_head_model(
+        "upernet", tmp_path, out_features=OUT_FEATURES["upernet"], allow_missing=True, **HEAD_KWARGS["upernet"]
+    )
     assert model.backbone.encoder.stages[0].layers[0].dwconv.weight.abs().sum() > 0
