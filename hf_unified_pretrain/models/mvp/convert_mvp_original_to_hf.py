@@ -7,12 +7,14 @@ found in most Hub folders (`beit.encoder.layer.0.attention.attention.query...`).
 
 Contract shared by every method's converter:
 - `config_from_original(original_kwargs, kind="beit") -> MVPConfig` from a `BeitConfig` dict (config.json);
-- `convert_state_dict(original_state_dict, config) -> dict` pure key mapping, raising with the list of unknown,
-  missing or mis-shaped keys;
-- `main()` the command line:
+- `convert_state_dict(original_state_dict, config) -> dict` pure key mapping, raising `ConversionError` with the
+  unknown, missing or mis-shaped keys;
+- `main()` the command line (`hf_unified_pretrain.conversion.converter_main`):
 
-    python -m hf_unified_pretrain.models.mvp.convert_mvp_original_to_hf \
-        --checkpoint path/to/beit-folder --output_dir mvp-from-beit [--task auto] [--verify]
+    hf-unified-pretrain convert mvp --checkpoint path/to/beit-folder --output_dir mvp-from-beit \
+        [--config beit_config.json] [--task auto] [--verify] [--set teacher_dim=768] [--no_model_card]
+
+`mvp_from_beit(MVPForPreTraining, folder, teacher_dim=768)` builds any MVP class from a BEiT folder in Python.
 
 Output keys: encoder weights under `mvp.` (loadable by every MVP class, the prefix is added/stripped by
 `from_pretrained`), the BEiT-MIM final norm as `head.layernorm.*` (the norm before MVP's prediction head), a BEiT
@@ -23,17 +25,18 @@ import argparse
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
-from safetensors.torch import load_file
 from transformers import BeitConfig
 
+from ...conversion import ConversionError, converter_main, load_original_checkpoint
 from .configuration_mvp import MVPConfig
-from .image_processing_mvp import MVPImageProcessor
 from .modeling_mvp import MVPForImageClassification, MVPForPreTraining, MVPModel, MVPPreTrainedModel
+
+ModelT = TypeVar("ModelT", bound=MVPPreTrainedModel)
 
 logger = logging.getLogger(__name__)
 
@@ -159,9 +162,9 @@ def _expected_encoder_shapes(config: MVPConfig, with_pooler: bool) -> dict[str, 
 
 
 def _convert(
-    original_state_dict: dict[str, torch.Tensor], config: MVPConfig
-) -> tuple[dict[str, torch.Tensor], list[str], list[str], list[str]]:
-    """Returns (converted, unknown original keys, missing encoder keys, shape mismatches)."""
+    original_state_dict: Mapping[str, torch.Tensor], config: MVPConfig
+) -> tuple[dict[str, torch.Tensor], ConversionError | None]:
+    """Returns (converted, the error listing unknown original keys, missing encoder keys and shape mismatches)."""
     prefixed = any(key.startswith("beit.") for key in original_state_dict)
     converted: dict[str, torch.Tensor] = {}
     unknown: list[str] = []
@@ -179,30 +182,25 @@ def _convert(
     with_pooler = any(key.startswith("mvp.pooler.") for key in converted)
     expected = {f"mvp.{name}": shape for name, shape in _expected_encoder_shapes(config, with_pooler).items()}
     missing = sorted(set(expected) - set(converted))
-    mismatched = [
-        f"{key}: checkpoint {tuple(converted[key].shape)} vs model {tuple(expected[key])}"
+    shapes = {
+        key: (tuple(converted[key].shape), tuple(expected[key]))
         for key in sorted(set(expected) & set(converted))
         if converted[key].shape != expected[key]
-    ]
+    }
     unknown += sorted(key for key in converted if key.startswith("mvp.") and key not in expected)
-    return converted, unknown, missing, mismatched
-
-
-def _conversion_error(unknown: list[str], missing: list[str], mismatched: list[str]) -> ValueError:
-    parts = []
-    if unknown:
-        parts.append(f"unknown keys (not part of a BEiT encoder or head for this config): {unknown}")
-    if missing:
-        parts.append(f"missing keys (the config expects them): {missing}")
-    if mismatched:
-        parts.append(f"shape mismatches: {mismatched}")
-    return ValueError(
-        "Cannot convert the BEiT state dict to MVP — " + "; ".join(parts) + ". Check that the config matches the "
-        "checkpoint (e.g. use config_from_original on the checkpoint's config.json)."
+    if not (unknown or missing or shapes):
+        return converted, None
+    return converted, ConversionError(
+        "Cannot convert the BEiT state dict to MVP",
+        unknown=unknown,
+        missing=missing,
+        mismatched=list(shapes),
+        shapes=shapes,
+        hint="Check that the config matches the checkpoint (e.g. config_from_original on its config.json).",
     )
 
 
-def convert_state_dict(original_state_dict: dict[str, torch.Tensor], config: MVPConfig) -> dict[str, torch.Tensor]:
+def convert_state_dict(original_state_dict: Mapping[str, torch.Tensor], config: MVPConfig) -> dict[str, torch.Tensor]:
     """Maps a transformers BEiT state dict (v5 or legacy layout) to MVP keys.
 
     Args:
@@ -214,41 +212,38 @@ def convert_state_dict(original_state_dict: dict[str, torch.Tensor], config: MVP
         `classifier.*` (from a BEiT classifier) when present.
 
     Raises:
-        ValueError: listing unknown keys, encoder keys the config expects but the checkpoint lacks, and shape
+        ConversionError: listing unknown keys, encoder keys the config expects but the checkpoint lacks, and shape
             mismatches.
     """
-    converted, unknown, missing, mismatched = _convert(original_state_dict, config)
-    if unknown or missing or mismatched:
-        raise _conversion_error(unknown, missing, mismatched)
+    converted, error = _convert(original_state_dict, config)
+    if error is not None:
+        raise error
     return converted
 
 
-def load_beit_weights(model: MVPPreTrainedModel, beit_state_dict: dict[str, torch.Tensor]) -> list[str]:
-    """Loads BEiT weights into any MVP model in place.
+def load_converted_weights(model: MVPPreTrainedModel, converted: Mapping[str, torch.Tensor]) -> list[str]:
+    """Loads `convert_state_dict` output into any MVP class in place.
 
-    Unknown or mis-shaped keys are errors; parameters the BEiT checkpoint does not have (the MVP prediction
-    projection, a [MASK] token a BEiT classifier lacked, ...) keep their initialisation and are returned.
-
-    Args:
-        model: An MVPModel, MVPForPreTraining, MVPForImageClassification or MVPBackbone.
-        beit_state_dict: The BEiT state dict.
+    Parts the class has no room for (a classifier for a backbone) are skipped; parameters the checkpoint lacks (the
+    MVP prediction projection, a [MASK] token a BEiT classifier had not, ...) keep their initialisation.
 
     Returns:
         Names of the model's parameters that were not in the checkpoint.
+
+    Raises:
+        ConversionError: listing tensors whose shapes differ from the model's.
     """
-    converted, unknown, _, _ = _convert(beit_state_dict, model.config)
     if isinstance(model, MVPModel):
         converted = {key.removeprefix("mvp."): value for key, value in converted.items() if key.startswith("mvp.")}
     own = model.state_dict()
-    # A checkpoint part the model class has no room for (e.g. a classifier for a backbone) is not an error.
     loadable = {key: value for key, value in converted.items() if key in own}
-    mismatched = [
-        f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(own[key].shape)}"
+    shapes = {
+        key: (tuple(value.shape), tuple(own[key].shape))
         for key, value in loadable.items()
         if value.shape != own[key].shape
-    ]
-    if unknown or mismatched:
-        raise _conversion_error(unknown, [], mismatched)
+    }
+    if shapes:
+        raise ConversionError("Cannot load the converted BEiT weights", mismatched=list(shapes), shapes=shapes)
     missing, unexpected = model.load_state_dict(loadable, strict=False)
     assert not unexpected, unexpected  # `loadable` only holds the model's own keys
     if missing:
@@ -256,16 +251,24 @@ def load_beit_weights(model: MVPPreTrainedModel, beit_state_dict: dict[str, torc
     return list(missing)
 
 
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
-    for wrapper in ("model", "state_dict", "module"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    if not isinstance(state, dict):
-        raise TypeError(f"{path} does not hold a state dict (got {type(state).__name__}).")
-    return state
+def load_beit_weights(model: MVPPreTrainedModel, beit_state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """Converts a BEiT state dict and loads it into any MVP model in place (see `load_converted_weights`).
+
+    Unknown or mis-shaped keys are errors; encoder keys the model's config expects but the checkpoint lacks are
+    tolerated here (they are returned with the other parameters left at their initialisation).
+
+    Returns:
+        Names of the model's parameters that were not in the checkpoint.
+    """
+    converted, error = _convert(beit_state_dict, model.config)
+    if error is not None and (error.unknown or error.mismatched):
+        raise ConversionError(
+            "Cannot convert the BEiT state dict to MVP",
+            unknown=error.unknown,
+            mismatched=error.mismatched,
+            shapes=error.shapes,
+        )
+    return load_converted_weights(model, converted)
 
 
 def load_beit_checkpoint(
@@ -274,7 +277,7 @@ def load_beit_checkpoint(
     """Reads a BEiT config dict and state dict from a folder or a weights file.
 
     Args:
-        path: A `save_pretrained` folder (model.safetensors, sharded safetensors or pytorch_model.bin), or a single
+        path: A `save_pretrained` folder (model.safetensors, sharded safetensors or one pickle), or a single
             `.safetensors` / `.pth` / `.bin` file (pickles are read with `weights_only=True`).
         config_path: config.json to use; default: the one in the folder (or beside the file).
 
@@ -282,51 +285,58 @@ def load_beit_checkpoint(
         (config dict, state dict).
     """
     path = Path(path)
-    if path.is_dir():
-        folder = path
-        index = folder / "model.safetensors.index.json"
-        if (folder / "model.safetensors").is_file():
-            state_dict = _read_weights(folder / "model.safetensors")
-        elif index.is_file():
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            state_dict = {key: value for shard in shards for key, value in _read_weights(folder / shard).items()}
-        elif (folder / "pytorch_model.bin").is_file():
-            state_dict = _read_weights(folder / "pytorch_model.bin")
-        else:
-            raise FileNotFoundError(f"No model.safetensors or pytorch_model.bin in {folder}.")
-    elif path.is_file():
-        folder = path.parent
-        state_dict = _read_weights(path)
-    else:
-        raise FileNotFoundError(f"BEiT checkpoint {str(path)!r} does not exist (pass a local folder or weights file).")
-    config_file = Path(config_path) if config_path is not None else folder / "config.json"
+    state_dict, extras = load_original_checkpoint(path)
+    if config_path is None and "config" in extras:
+        return extras["config"], state_dict
+    config_file = Path(config_path) if config_path is not None else path.parent / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"No BEiT config.json at {config_file}: pass --config with the checkpoint's config.")
     return json.loads(config_file.read_text()), state_dict
 
 
-def _pick_class(task: str, state_dict: dict[str, torch.Tensor]) -> type[MVPPreTrainedModel]:
+def _pick_class(task: str, converted: Mapping[str, torch.Tensor]) -> type[MVPPreTrainedModel]:
     if task == "auto":
-        if any(key.startswith("classifier.") for key in state_dict):
+        if any(key.startswith("classifier.") for key in converted):
             task = "classification"
-        elif any(key.startswith("lm_head.") for key in state_dict):
+        elif any(key.startswith("head.") for key in converted):  # BeitForMaskedImageModeling's final norm
             task = "pretraining"
         else:
             task = "model"
     return {"model": MVPModel, "pretraining": MVPForPreTraining, "classification": MVPForImageClassification}[task]
 
 
-def _image_processor_for(folder: Path) -> MVPImageProcessor:
-    """MVP image processor with the BEiT folder's resolution and normalisation when it has a preprocessor config."""
+def mvp_from_beit(model_class: type[ModelT], path: str | Path, **config_overrides: Any) -> ModelT:
+    """Builds an MVP class from a transformers BEiT checkpoint (a folder, or weights beside a config.json).
+
+    Args:
+        model_class: `MVPModel`, `MVPForPreTraining`, `MVPForImageClassification` or `MVPBackbone`.
+        path: A `save_pretrained` folder of any BEiT class (`BeitModel`, `BeitForMaskedImageModeling`,
+            `BeitForImageClassification`, ...), or a `.safetensors` / `.pth` / `.bin` file inside such a folder.
+        config_overrides: MVPConfig fields to set on top of the converted config (e.g. `teacher_dim=768`).
+
+    Returns:
+        The model with the BEiT encoder weights loaded; parts BEiT does not have (e.g. the MVP prediction head)
+        keep their fresh initialisation.
+    """
+    beit_config, beit_state_dict = load_beit_checkpoint(path)
+    config = config_from_original(beit_config, kind="beit")
+    if issubclass(model_class, MVPForPreTraining):
+        config.use_mask_token = True  # BEiT classifiers may have none; pre-training starts it from scratch
+    for name, value in config_overrides.items():
+        setattr(config, name, value)
+    model = model_class(config)
+    load_beit_weights(model, beit_state_dict)
+    return model
+
+
+def _processor_overrides(source: Path) -> dict[str, Any]:
+    """The BEiT folder's normalisation (e.g. BEiT-v1's 0.5 mean/std) when it has a preprocessor config."""
+    folder = source if source.is_dir() else source.parent
     processor_file = folder / "preprocessor_config.json"
     if not processor_file.is_file():
-        return MVPImageProcessor()
+        return {}
     saved = json.loads(processor_file.read_text())
-    kwargs = {key: saved[key] for key in ("image_mean", "image_std", "do_normalize", "do_rescale") if key in saved}
-    size = saved.get("size")
-    if isinstance(size, dict) and "height" in size:
-        kwargs["size"] = {"height": size["height"], "width": size["width"]}
-    return MVPImageProcessor(**kwargs)
+    return {key: saved[key] for key in ("image_mean", "image_std", "do_normalize", "do_rescale") if key in saved}
 
 
 def verify_against_beit(model: MVPPreTrainedModel, beit_folder: str | Path, atol: float = 1e-4) -> float:
@@ -348,72 +358,7 @@ def verify_against_beit(model: MVPPreTrainedModel, beit_folder: str | Path, atol
     return difference
 
 
-def convert_checkpoint(
-    checkpoint: str | Path,
-    output_dir: str | Path,
-    *,
-    config_path: str | Path | None = None,
-    task: str = "auto",
-    config_overrides: dict[str, Any] | None = None,
-    verify: bool = False,
-    model_card: bool = True,
-) -> MVPPreTrainedModel:
-    """Converts a BEiT checkpoint and writes an MVP `save_pretrained` folder (weights, config, image processor and,
-    with `model_card`, a README.md rendered by `hf_unified_pretrain.cards`)."""
-    original_config, state_dict = load_beit_checkpoint(checkpoint, config_path)
-    config = config_from_original(original_config, kind="beit")
-    model_class = _pick_class(task, state_dict)
-    if model_class is MVPForPreTraining and not config.use_mask_token:
-        config.use_mask_token = True  # pre-training needs one; it starts from its initialisation
-    for name, value in (config_overrides or {}).items():
-        setattr(config, name, value)
-    model = model_class(config)
-    missing = load_beit_weights(model, state_dict)
-    if missing:
-        logger.warning("Initialised (not in the BEiT checkpoint): %s", missing)
-    if verify:
-        folder = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
-        logger.warning("Max |MVP - BEiT| on a random image: %.3g", verify_against_beit(model, folder))
-    output_dir = Path(output_dir)
-    model.save_pretrained(output_dir)
-    source_folder = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
-    _image_processor_for(source_folder).save_pretrained(output_dir)
-    if model_card:
-        from ...cards import render_model_card, save_model_card
-
-        size = {768: "base", 1024: "large"}.get(config.hidden_size, "custom")
-        card = render_model_card(
-            output_dir,
-            method="mvp",
-            size=size,
-            base_model=str(checkpoint),
-            extra_limitations=[
-                (
-                    f"Weights converted from the BEiT checkpoint {checkpoint}: MVP released no weights; only the "
-                    "encoder is BEiT's, any MVP prediction head is freshly initialised."
-                )
-            ],
-        )
-        save_model_card(card, output_dir)
-    return model
-
-
-def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    overrides = {}
-    for pair in pairs:
-        name, _, raw = pair.partition("=")
-        try:
-            overrides[name] = json.loads(raw)
-        except json.JSONDecodeError:
-            overrides[name] = raw
-    return overrides
-
-
-def main(argv: list[str] | None = None, *, _convert_fn: Callable = convert_checkpoint) -> None:
-    """Command line: BEiT checkpoint (folder, .safetensors or .pth) → MVP `save_pretrained` folder."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="BEiT save_pretrained folder, or a .safetensors/.pth file")
-    parser.add_argument("--output_dir", required=True, help="Folder to write the MVP checkpoint to")
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="BEiT config.json (default: the one beside the weights)")
     parser.add_argument(
         "--task",
@@ -421,23 +366,65 @@ def main(argv: list[str] | None = None, *, _convert_fn: Callable = convert_check
         choices=["auto", "model", "pretraining", "classification"],
         help="MVP class to save; auto = classification for a BEiT classifier, pretraining for BEiT-MIM, else model",
     )
-    parser.add_argument(
-        "--set", nargs="*", default=[], metavar="FIELD=VALUE", help="MVPConfig overrides (JSON values)"
-    )
     parser.add_argument("--verify", action="store_true", help="Compare the encoder with transformers' BeitModel")
-    parser.add_argument("--no_model_card", action="store_true", help="Do not write a README.md model card")
-    args = parser.parse_args(argv)
+
+
+def _original_kwargs(args: argparse.Namespace, extras: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    if args.config is not None:
+        return "beit", json.loads(Path(args.config).read_text())
+    if isinstance(extras.get("config"), Mapping):
+        return "beit", dict(extras["config"])
+    beside = Path(args.checkpoint).parent / "config.json"
+    if beside.is_file():
+        return "beit", json.loads(beside.read_text())
+    raise FileNotFoundError(f"No BEiT config.json at {beside}: pass --config with the checkpoint's config.")
+
+
+def _model_class(
+    config: MVPConfig, kind: str, converted: Mapping[str, torch.Tensor], args: argparse.Namespace
+) -> type:
+    model_class = _pick_class(args.task, converted)
+    if model_class is MVPForPreTraining:
+        config.use_mask_token = True  # pre-training needs one; it starts from its initialisation
+    return model_class
+
+
+def _load_weights(model: MVPPreTrainedModel, converted: dict[str, torch.Tensor], args: argparse.Namespace) -> None:
+    missing = load_converted_weights(model, converted)
+    if missing:
+        logger.warning("Initialised (not in the BEiT checkpoint): %s", missing)
+    if args.verify:
+        folder = Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(args.checkpoint).parent
+        logger.warning("Max |MVP - BEiT| on a random image: %.3g", verify_against_beit(model, folder))
+
+
+def _card_kwargs(args: argparse.Namespace, config: MVPConfig) -> dict[str, Any]:
+    return {
+        "size": {768: "base", 1024: "large"}.get(config.hidden_size, "custom"),
+        "base_model": str(args.checkpoint),
+        "extra_limitations": [
+            "MVP released no weights; only the encoder is BEiT's, any MVP prediction head is freshly initialised."
+        ],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> MVPPreTrainedModel:
+    """`hf-unified-pretrain convert mvp --checkpoint BEIT --output_dir DIR [--task T] [--verify] [--set k=v ...]`."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    _convert_fn(
-        args.checkpoint,
-        args.output_dir,
-        config_path=args.config,
-        task=args.task,
-        config_overrides=_parse_overrides(args.set),
-        verify=args.verify,
-        model_card=not args.no_model_card,
+    return converter_main(
+        "mvp",
+        argv,
+        config_from_original,
+        convert_state_dict,
+        kinds=("beit",),
+        description=__doc__.split("\n")[0],
+        add_arguments=_add_arguments,
+        original_kwargs=_original_kwargs,
+        model_class=_model_class,
+        load_weights=_load_weights,
+        processor_overrides=lambda args, extras: _processor_overrides(Path(args.checkpoint)),
+        card_kwargs=_card_kwargs,
     )
-    logger.info("Saved the MVP checkpoint to %s", args.output_dir)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ executable lineage (iTPN-CLIP, by overlapping authors) and documented here so th
 
 The student is architecturally a BEiT encoder (pre-norm blocks, [CLS] token, layer-scale, relative position bias
 shared or per block, q/v biases without a k bias), so BEiT checkpoints convert losslessly
-(`convert_mvp_original_to_hf.py`, `MVPPreTrainedModel.from_beit`).
+(`convert_mvp_original_to_hf.py`: `hf-unified-pretrain convert mvp`, `mvp_from_beit`).
 """
 
 import functools
@@ -391,31 +391,6 @@ class MVPPreTrainedModel(PreTrainedModel):
             for name, _ in self.named_parameters()
             if name.endswith(("cls_token", "mask_token", "position_embeddings", "relative_position_bias_table"))
         }
-
-    @classmethod
-    def from_beit(cls, path: str | PathLike, **config_overrides) -> "MVPPreTrainedModel":
-        """Builds this class from a transformers BEiT checkpoint (a folder, or weights beside a config.json).
-
-        Args:
-            path: A `save_pretrained` folder of any BEiT class (`BeitModel`, `BeitForMaskedImageModeling`,
-                `BeitForImageClassification`, ...), or a `.safetensors` / `.pth` / `.bin` file inside such a folder.
-            config_overrides: MVPConfig fields to set on top of the converted config (e.g. `teacher_dim=768`).
-
-        Returns:
-            The model with the BEiT encoder weights loaded; parts BEiT does not have (e.g. the MVP prediction head)
-            keep their fresh initialisation.
-        """
-        from .convert_mvp_original_to_hf import config_from_original, load_beit_checkpoint, load_beit_weights
-
-        beit_config, beit_state_dict = load_beit_checkpoint(path)
-        config = config_from_original(beit_config, kind="beit")
-        if issubclass(cls, MVPForPreTraining):
-            config.use_mask_token = True  # BEiT classifiers may have none; pre-training starts it from scratch
-        for name, value in config_overrides.items():
-            setattr(config, name, value)
-        model = cls(config)
-        load_beit_weights(model, beit_state_dict)
-        return model
 
 
 class MVPModel(MVPPreTrainedModel):

@@ -18,12 +18,14 @@ from transformers import (
 )
 
 import hf_unified_pretrain  # noqa: F401  (registers the Auto classes)
+from hf_unified_pretrain.conversion import ConversionError
 from hf_unified_pretrain.models.mvp import MVPBackbone, MVPForImageClassification, MVPForPreTraining, MVPModel
 from hf_unified_pretrain.models.mvp.convert_mvp_original_to_hf import (
     config_from_original,
     convert_state_dict,
     load_beit_weights,
     main,
+    mvp_from_beit,
 )
 
 from .helpers import fixed_mask, pixels
@@ -48,16 +50,9 @@ BEIT_CONFIGS = {
 
 
 def beit_config(kind: str, **extra) -> BeitConfig:
-    return BeitConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        image_size=32,
-        patch_size=8,
-        layer_norm_eps=1e-6,
-        **{**BEIT_CONFIGS[kind], **extra},
-    )
+    sizes = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
+    sizes |= {"image_size": 32, "patch_size": 8, "layer_norm_eps": 1e-6}
+    return BeitConfig(**{**sizes, **BEIT_CONFIGS[kind], **extra})
 
 
 def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -148,14 +143,17 @@ def test_conversion_errors_list_unknown_missing_and_mis_shaped_keys():
     config = config_from_original(beit.config.to_dict())
     state = {f"beit.{key}": value for key, value in beit.state_dict().items()}
 
-    with pytest.raises(ValueError, match=r"unknown keys.*'beit\.fpn1\.weight'"):
+    with pytest.raises(ConversionError, match=r"unknown keys.*'beit\.fpn1\.weight'") as info:
         convert_state_dict({**state, "beit.fpn1.weight": torch.zeros(1)}, config)
+    assert info.value.unknown == ["beit.fpn1.weight"] and not info.value.missing and not info.value.mismatched
     without = {key: value for key, value in state.items() if key != "beit.layers.1.mlp.fc1.weight"}
-    with pytest.raises(ValueError, match=r"missing keys.*'mvp\.layers\.1\.mlp\.fc1\.weight'"):
+    with pytest.raises(ConversionError, match=r"missing keys.*'mvp\.layers\.1\.mlp\.fc1\.weight'") as info:
         convert_state_dict(without, config)
+    assert info.value.missing == ["mvp.layers.1.mlp.fc1.weight"]
     resized = config_from_original({**beit.config.to_dict(), "image_size": 64})
-    with pytest.raises(ValueError, match=r"shape mismatches.*shared_relative_position_bias"):
+    with pytest.raises(ConversionError, match=r"shape mismatches.*shared_relative_position_bias") as info:
         convert_state_dict(state, resized)
+    assert info.value.mismatched == ["mvp.shared_relative_position_bias.relative_position_bias_table"]
 
 
 def test_config_conversion_rejects_other_models():
@@ -221,24 +219,59 @@ def test_cli_reads_a_pth_file_with_a_wrapper(beit_classifier_folder, tmp_path):
         torch.testing.assert_close(model(pixels()).pooler_output, expected)
 
 
-def test_from_beit_builds_any_mvp_class(tmp_path):
+def test_mvp_from_beit_builds_any_mvp_class(tmp_path):
     mim = randomise(BeitForMaskedImageModeling(beit_config("shared-bias+mean-pool")))
     mim.save_pretrained(tmp_path)
-    pretraining = MVPForPreTraining.from_beit(tmp_path, teacher_dim=16)
+    pretraining = mvp_from_beit(MVPForPreTraining, tmp_path, teacher_dim=16)
     torch.testing.assert_close(pretraining.mvp.embeddings.mask_token, mim.beit.embeddings.mask_token)
     torch.testing.assert_close(pretraining.head.layernorm.bias, mim.layernorm.bias)
     assert pretraining.head.projection.out_features == 16
 
     classifier = randomise(BeitForImageClassification(beit_config("shared-bias+mean-pool", use_mask_token=False)))
     classifier.save_pretrained(tmp_path / "cls")
-    from_classifier = MVPForPreTraining.from_beit(tmp_path / "cls", teacher_dim=16)
+    from_classifier = mvp_from_beit(MVPForPreTraining, tmp_path / "cls", teacher_dim=16)
     assert from_classifier.mvp.embeddings.mask_token is not None  # added for pre-training, freshly initialised
     torch.testing.assert_close(from_classifier.mvp.layers[1].mlp.fc2.weight, classifier.beit.layers[1].mlp.fc2.weight)
 
-    backbone = MVPBackbone.from_beit(tmp_path, out_indices=[1, 2]).eval()
+    backbone = mvp_from_beit(MVPBackbone, tmp_path, out_indices=[1, 2]).eval()
     with torch.no_grad():
         hidden = mim.beit(pixels(), output_hidden_states=True).hidden_states
         maps = backbone(pixels()).feature_maps
     assert len(maps) == 2
     for feature_map, tokens in zip(maps, hidden[1:]):
         torch.testing.assert_close(feature_map, tokens[:, 1:].transpose(1, 2).reshape(2, 32, 4, 4))
+
+
+def test_package_command_line_converts_a_beit_mim_folder_into_a_pretraining_checkpoint(tmp_path, capsys):
+    from hf_unified_pretrain.cli import main as cli_main
+
+    mim = randomise(BeitForMaskedImageModeling(beit_config("shared-bias+mean-pool", image_size=48)))
+    mim.save_pretrained(tmp_path / "beit")
+    out = tmp_path / "mvp"
+    cli_main(["convert", "mvp", "--checkpoint", str(tmp_path / "beit"), "--output_dir", str(out),
+              "--set", "teacher_dim=16"])  # fmt: skip
+    model = MVPForPreTraining.from_pretrained(out)
+    assert model.config.teacher_dim == 16 and model.config.use_mask_token
+    torch.testing.assert_close(model.head.layernorm.weight, mim.layernorm.weight)
+    processor = AutoImageProcessor.from_pretrained(out)
+    assert processor.size == {"height": 48, "width": 48}  # the config's resolution, not the class default 224
+    assert capsys.readouterr().out.startswith("Wrote MVPForPreTraining")
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["convert", "mvp", "--help"])
+    assert exit_info.value.code == 0
+    usage = capsys.readouterr().out
+    assert usage.startswith("usage: hf-unified-pretrain convert mvp")
+    assert all(flag in usage for flag in ("--checkpoint", "--output_dir", "--kind", "--set", "--task", "--verify"))
+
+
+def test_modeling_does_not_import_the_converter():
+    import ast
+    from pathlib import Path
+
+    import hf_unified_pretrain.models.mvp.modeling_mvp as modeling
+
+    tree = ast.parse(Path(modeling.__file__).read_text())
+    imported = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    imported += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    assert not [name for name in imported if "convert" in name]
