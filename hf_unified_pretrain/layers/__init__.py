@@ -1,6 +1,7 @@
 """Small building blocks shared by several architectures (position embeddings, stochastic depth)."""
 
 from .attention import eager_attention_forward
+from .dcnv3 import dcnv3_core
 from .drop_path import DropPath, drop_path
 from .forward_kwargs import TRANSFORMERS_FORWARD_KWARGS, strict_forward_kwargs
 from .inputs import RAW_PIXEL_THRESHOLD, check_pixel_dtype_and_values, patch_grid_of
@@ -23,6 +24,7 @@ __all__ = [
     "ResizePositionTableOnLoad",
     "check_pixel_dtype_and_values",
     "check_position_grid",
+    "dcnv3_core",
     "drop_path",
     "eager_attention_forward",
     "get_2d_sincos_pos_embed",
