@@ -8,13 +8,28 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
+from safetensors.torch import load_file, save_file
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+from transformers.testing_utils import CaptureLogger
+from transformers.utils import logging as hf_logging
 
 import hf_unified_pretrain  # noqa: F401  (registers the Auto classes)
 from hf_unified_pretrain import training
 from hf_unified_pretrain.masking import BlockMaskGenerator, RandomMaskGenerator
-from hf_unified_pretrain.models.itpn import ITPNConfig, ITPNForPreTraining
-from hf_unified_pretrain.models.mvp import MVPConfig, MVPForPreTraining
+from hf_unified_pretrain.models.itpn import (
+    ITPNBackbone,
+    ITPNConfig,
+    ITPNForImageClassification,
+    ITPNForPreTraining,
+    ITPNModel,
+)
+from hf_unified_pretrain.models.mvp import (
+    MVPBackbone,
+    MVPConfig,
+    MVPForImageClassification,
+    MVPForPreTraining,
+    MVPModel,
+)
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "training_scripts"
 MASKING_FIELDS = ("mask_ratio", "num_masking_patches", "mask_min_block_tokens", "mask_min_aspect", "mask_max_aspect")
@@ -173,3 +188,78 @@ def test_script_collator_masks_with_the_models_policy(script, tmp_path, monkeypa
         mask_generator(3, generator=torch.Generator().manual_seed(2)),
         model.sample_mask(pixels, generator=torch.Generator().manual_seed(2)),
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pre-training checkpoints load quietly into the classifier, the backbone and the bare model
+# ----------------------------------------------------------------------------------------------------------------
+
+PRETRAINING_CHECKPOINTS = {
+    # every head a pre-training checkpoint can carry: pixel decoder / CLIP heads, auxiliary branch, MFM heads
+    "itpn-pixel": lambda: ITPNForPreTraining(itpn_config("pixel", mfm_target="ema")),
+    "itpn-clip": lambda: ITPNForPreTraining(itpn_config("clip", mfm_target="ema")),
+    "mvp": lambda: MVPForPreTraining(mvp_config()),
+}
+TARGETS = {
+    "itpn": (ITPNForImageClassification, ITPNBackbone, ITPNModel),
+    "mvp": (MVPForImageClassification, MVPBackbone, MVPModel),
+}
+LOAD_CASES = [
+    (checkpoint, target) for checkpoint in PRETRAINING_CHECKPOINTS for target in TARGETS[checkpoint.split("-")[0]]
+]
+
+
+@pytest.fixture(scope="module")
+def pretraining_folders(tmp_path_factory) -> dict[str, Path]:
+    folders = {}
+    for name, build in PRETRAINING_CHECKPOINTS.items():
+        torch.manual_seed(0)
+        folders[name] = tmp_path_factory.mktemp(name)
+        build().save_pretrained(folders[name])
+    return folders
+
+
+def _load_with_report(model_class, folder: Path):
+    """Loads `model_class` from `folder`, returning the model, its loading info and what transformers logged."""
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_warning()
+    try:
+        with CaptureLogger(hf_logging.get_logger("transformers.modeling_utils")) as captured:
+            model, info = model_class.from_pretrained(folder, output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return model, info, captured.out
+
+
+@pytest.mark.parametrize(("checkpoint", "target"), LOAD_CASES, ids=[f"{c}->{t.__name__}" for c, t in LOAD_CASES])
+def test_pretraining_checkpoints_load_without_unexpected_keys(pretraining_folders, checkpoint, target):
+    folder = pretraining_folders[checkpoint]
+    model, info, log = _load_with_report(target, folder)
+
+    assert not info["unexpected_keys"]
+    assert "UNEXPECTED" not in log
+    assert not info["mismatched_keys"]
+    # Only the new task head (and a pooler the checkpoint never had) starts from scratch.
+    assert all(key.split(".")[-2] in {"classifier", "layernorm"} for key in info["missing_keys"]), info
+    # The encoder weights did arrive: the first patch projection equals the checkpoint's.
+    stored_state = load_file(str(folder / "model.safetensors"))
+    stored = next(v for k, v in stored_state.items() if k.endswith("patch_embeddings.projection.weight"))
+    loaded = dict(model.named_parameters())
+    loaded_key = next(k for k in loaded if k.endswith("patch_embeddings.projection.weight"))
+    torch.testing.assert_close(loaded[loaded_key].detach(), stored, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("checkpoint, target", [("itpn-clip", ITPNForImageClassification), ("mvp", MVPBackbone)])
+def test_an_unknown_key_is_still_reported(pretraining_folders, tmp_path, checkpoint, target):
+    folder = pretraining_folders[checkpoint]
+    for file in folder.iterdir():
+        (tmp_path / file.name).write_bytes(file.read_bytes())
+    state = load_file(str(tmp_path / "model.safetensors"))
+    prefix = "itpn" if checkpoint.startswith("itpn") else "mvp"
+    state[f"{prefix}.surprise.weight"] = torch.ones(2)
+    save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+
+    _, info, log = _load_with_report(target, tmp_path)
+
+    assert set(info["unexpected_keys"]) == {f"{prefix}.surprise.weight"}
+    assert "UNEXPECTED" in log and "surprise.weight" in log

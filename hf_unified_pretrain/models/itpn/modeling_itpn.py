@@ -70,6 +70,9 @@ from ...objectives import (
 from ...teachers import TeacherHolderMixin
 from .configuration_itpn import ITPNConfig
 
+# Parts of an ITPNForPreTraining checkpoint that only pre-training uses: pixel decoder, CLIP-target heads, MFM heads.
+PRETRAINING_HEAD_KEYS = [r"^decoder\.", r"^feature_head\.", r"^aux_head\.", r"^mfm_heads\."]
+
 # Sub-patch grid side of the pyramid levels, finest first: strides 4, 8 and 16 inside a 16x16 patch.
 LEVEL_SIDES = (4, 2, 1)
 LEVEL_STRIDES = (4, 8, 16)
@@ -861,6 +864,10 @@ class ITPNModel(ITPNPreTrainedModel):
     ascending patch order); with the CLIP target masked stage-3 tokens are *replaced* by the mask token.
     """
 
+    # Loading a pre-training checkpoint drops its heads quietly (transformers also applies the patterns of this
+    # model to the classes that contain it).
+    _keys_to_ignore_on_load_unexpected = PRETRAINING_HEAD_KEYS
+
     def __init__(self, config: ITPNConfig, add_pooling_layer: bool = True, add_pyramid: bool = True) -> None:
         r"""
         add_pooling_layer (`bool`): Build the mean-pooling head (classification).
@@ -963,6 +970,8 @@ class ITPNBackbone(BackboneMixin, ITPNPreTrainedModel):
     pyramid levels (`fpn_dim` channels) and average-pools. Without the pyramid the backbone's own stage features are
     returned (pooled the same way beyond stride 16).
     """
+
+    _keys_to_ignore_on_load_unexpected = PRETRAINING_HEAD_KEYS
 
     def __init__(self, config: ITPNConfig) -> None:
         super().__init__(config)
@@ -1280,6 +1289,9 @@ class ITPNForImageClassification(ITPNPreTrainedModel):
 
     The pyramid is not built: classification fine-tuning of the original drops it too.
     """
+
+    # Pre-training checkpoints also carry the pyramid, which the classifier does not build.
+    _keys_to_ignore_on_load_unexpected = [*PRETRAINING_HEAD_KEYS, r"^itpn\.pyramid\."]
 
     def __init__(self, config: ITPNConfig) -> None:
         super().__init__(config)

@@ -403,6 +403,9 @@ class MVPModel(MVPPreTrainedModel):
             False, so that no parameter is left without gradient (DDP's unused-parameter check, the optimiser).
     """
 
+    # A pre-training checkpoint's prediction head is dropped quietly when loading the bare encoder.
+    _keys_to_ignore_on_load_unexpected = [r"^head\."]
+
     def __init__(self, config: MVPConfig, add_pooling_layer: bool = True, use_mask_token: bool | None = None) -> None:
         super().__init__(config)
         self.embeddings = MVPEmbeddings(config, config.use_mask_token if use_mask_token is None else use_mask_token)
