@@ -40,8 +40,10 @@ class ModelArguments:
     config_overrides: str | None = field(
         default=None,
         metadata={
-            "help": "Override config fields when training from scratch, e.g. "
-            "'hidden_size=384,num_hidden_layers=6,mask_ratio=0.6' (applied with `config.update_from_string`)."
+            "help": "Override config fields when training from scratch (--preset, --model_type or --config_name), "
+            "e.g. 'hidden_size=384,num_hidden_layers=6,mask_ratio=0.6'. Values are parsed by the field's type; "
+            "'none' sets None (also for fields that are None), lists are written a:b:c. Unknown fields and "
+            "out-of-range values are errors naming the field."
         },
     )
     image_processor_name: str | None = field(
@@ -159,8 +161,16 @@ class PretrainingArguments(TrainingArguments):
     layer_decay: float | None = field(
         default=None,
         metadata={
-            "help": "Layer-wise LR decay: parameters of layer i get lr * layer_decay ** (num_layers + 1 - i), "
-            "using the model's get_layer_id_for_lr_decay. Unset: off."
+            "help": "Layer-wise LR decay in (0, 1]: a parameter with layer id i (the model's "
+            "get_layer_id_for_lr_decay: 0 = embeddings ... L - 1 = head, L = model.num_lr_decay_layers) gets "
+            "lr * layer_decay ** (L - 1 - i), so the head trains at lr. Unset: off."
+        },
+    )
+    stop_on_non_finite_loss: bool = field(
+        default=True,
+        metadata={
+            "help": "Stop with an error naming the loss part when a logged loss part is NaN or infinite (checked "
+            "every logging_steps). False: keep training."
         },
     )
     remove_unused_columns: bool = field(

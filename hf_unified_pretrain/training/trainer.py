@@ -3,7 +3,9 @@
 Every pre-training model of the package returns `loss` (the weighted total) and `losses` (a dict of named parts,
 e.g. `{"feature": ..., "aux": ...}`). The Trainer only knows `loss`; this subclass also averages each part over the
 logging interval (all micro-batches, so gradient accumulation is covered) and logs it as `loss_<part>`, and
-evaluation reports `eval_loss_<part>` beside `eval_loss`.
+evaluation reports `eval_loss_<part>` beside `eval_loss`. A part whose logged mean is NaN or infinite stops
+training with a `FloatingPointError` naming it (`raise_on_non_finite_loss_parts`; `--stop_on_non_finite_loss false`
+keeps going).
 
 Optimiser parameter groups (`build_parameter_groups`) are method-agnostic: no weight decay on 1-d tensors
 (biases, norm weights, layer-scale) and on what the model lists in `no_weight_decay()`; with `args.layer_decay` the
@@ -13,6 +15,7 @@ provides `get_layer_id_for_lr_decay(name)` (0 = embeddings ... `num_lr_decay_lay
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -93,6 +96,22 @@ def build_parameter_groups(
     return [groups[key] for key in sorted(groups, key=lambda key: (-key[0], not key[1]))]
 
 
+def raise_on_non_finite_loss_parts(parts: Mapping[str, float], step: int) -> None:
+    """Raises a FloatingPointError naming every loss part whose logged mean is NaN or infinite.
+
+    Checked where the Trainer logs (every `logging_steps`), so it costs no extra host sync; the Trainer itself
+    only filters a non-finite total out of its running loss (`logging_nan_inf_filter`) and keeps training.
+    """
+    bad = {name: value for name, value in parts.items() if not math.isfinite(value)}
+    if bad:
+        raise FloatingPointError(
+            f"Loss part(s) {bad} became non-finite in the logging interval ending at step {step}. Likely fixes: a "
+            "lower learning rate or a longer warm-up, bf16 instead of fp16, gradient clipping (--max_grad_norm), "
+            "and checking the data (models reject NaN pixel_values). Pass --stop_on_non_finite_loss false to keep "
+            "training anyway."
+        )
+
+
 class _LossPartAverager:
     """Running (weighted) sums of named loss parts kept on device, so no host sync happens per step."""
 
@@ -164,7 +183,10 @@ class PretrainingTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Adds the averaged loss parts to every training log line (the ones carrying `loss`)."""
         if "loss" in logs and not any(key.startswith("eval_") for key in logs):
-            logs.update(self._train_loss_parts.pop_means(self, LOSS_PART_PREFIX))
+            parts = self._train_loss_parts.pop_means(self, LOSS_PART_PREFIX)
+            if getattr(self.args, "stop_on_non_finite_loss", True):
+                raise_on_non_finite_loss_parts(parts, self.state.global_step)
+            logs.update(parts)
         super().log(logs, start_time)
 
     def evaluation_loop(

@@ -116,3 +116,18 @@ def test_bad_model_and_data_combinations():
         DataArguments(dataset_name="cifar10", train_dir="/data")
     with pytest.raises(ValueError, match="train_val_split"):
         DataArguments(train_val_split=1.0)
+
+
+def test_help_texts_state_what_the_code_does():
+    import dataclasses
+
+    from hf_unified_pretrain.training import ModelArguments, build_parameter_groups
+    from tests.training.toy_models import ToyPretrainingConfig, ToyPretrainingModel
+
+    helps = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(PretrainingArguments)}
+    assert "layer_decay ** (L - 1 - i)" in helps["layer_decay"]
+    model = ToyPretrainingModel(ToyPretrainingConfig(num_hidden_layers=2))  # L = 4 ids: embed, 2 blocks, head
+    scales = {group["layer_id"]: group["lr_scale"] for group in build_parameter_groups(model, 1.0, 0.0, 0.5)}
+    assert scales == {0: 0.5**3, 1: 0.5**2, 2: 0.5, 3: 1.0}  # the help's formula, head at the full rate
+    overrides_help = {f.name: f.metadata["help"] for f in dataclasses.fields(ModelArguments)}["config_overrides"]
+    assert "update_from_string" not in overrides_help and "'none' sets None" in overrides_help

@@ -208,3 +208,26 @@ def test_loss_curve_png_is_written(tmp_path):
 def test_loss_curve_needs_a_logged_loss(tmp_path):
     assert plot_loss_curves([{"train_runtime": 1.0, "step": 1}], tmp_path / "none.png") is None
     assert not (tmp_path / "none.png").exists()
+
+
+class _NonFiniteAux(ToyPretrainingModel):
+    """Its `aux` part is NaN (the optimised total stays finite), as when one head of a multi-part loss diverges."""
+
+    def forward(self, pixel_values, **kwargs):
+        output = super().forward(pixel_values, **kwargs)
+        output.losses["aux"] = output.losses["aux"] * float("nan")
+        return output
+
+
+def test_a_non_finite_loss_part_stops_training_naming_the_part(tmp_path):
+    trainer = _trainer(_args(tmp_path), model=_NonFiniteAux(ToyPretrainingConfig()))
+    with pytest.raises(FloatingPointError, match=r"\{'loss_aux': nan\}.*ending at step 2.*--stop_on_non_finite_loss"):
+        trainer.train()
+
+
+def test_non_finite_loss_parts_can_be_tolerated(tmp_path):
+    trainer = _trainer(_args(tmp_path, stop_on_non_finite_loss=False), model=_NonFiniteAux(ToyPretrainingConfig()))
+    trainer.train()
+    logged = [line for line in trainer.state.log_history if "loss_aux" in line]
+    assert len(logged) == 2 and all(np.isnan(line["loss_aux"]) for line in logged)
+    assert all(np.isfinite(line["loss_pixel"]) for line in logged)
