@@ -1,4 +1,5 @@
-"""A frozen feature teacher around any Hugging Face vision model stored in a local folder.
+"""Frozen teachers around any Hugging Face model stored in a local folder: vision (`FrozenTeacher`) or text
+(`FrozenTextTeacher`).
 
 Feature-target methods (MVP, iTPN-CLIP, ...) regress a frozen network's patch tokens. The teacher sees the *same*
 pixels as the student but with its *own* preprocessing: the student's normalisation is undone, the teacher's is
@@ -14,8 +15,12 @@ Features (`feature=`):
 - `"last_hidden_state"`: the raw last encoder layer's patch tokens.
 Prefix tokens (CLS, registers) are always dropped.
 
-The teacher is loaded with safetensors only and never from the Hub; it is never saved with the student (attach it
-with `TeacherHolderMixin.set_teacher`), the student's config only records its path.
+`FrozenTextTeacher` runs a text encoder (BERT, a CLIP text tower, ...) on tokenised text (`input_ids`,
+`attention_mask`) for image-text objectives; several teachers can be attached at once in named slots
+(`set_teacher(teacher, name=...)`).
+
+Teachers are loaded with safetensors only and never from the Hub; they are never saved with the student (attach them
+with `TeacherHolderMixin.set_teacher`), the student's config only records their paths.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from transformers.utils.constants import (
 )
 
 TEACHER_FEATURES = ("projected_patch_tokens", "last_hidden_state", "patch_tokens")
+TEXT_TEACHER_FEATURES = ("pooler_output", "text_embeds", "last_hidden_state")
 
 # Model types whose `last_hidden_state` is taken *before* the final `post_layernorm` (it is only applied to the
 # pooled CLS token), so "patch_tokens" must apply it explicitly. SigLIP, ViT, DINOv2 already normalise it.
@@ -177,7 +183,8 @@ class FrozenTeacher(nn.Module):
         if getattr(vision_config, "patch_size", None) is None:
             raise ValueError(
                 f"Teacher folder {str(path)!r} holds a {config.model_type!r} config without patch_size/image_size: "
-                "it is not a vision model. Pass the folder of a vision model such as CLIPVisionModelWithProjection."
+                "it is not a vision model. Pass the folder of a vision model such as CLIPVisionModelWithProjection, "
+                "or load a text encoder with FrozenTextTeacher."
             )
         model_class = _resolve_model_class(model_class)
         load_kwargs = {"local_files_only": True, "use_safetensors": True, "dtype": dtype or torch.float32}
@@ -282,3 +289,92 @@ class FrozenTeacher(nn.Module):
         if self.feature == "patch_tokens":
             return tokens
         return self.model.visual_projection(tokens)
+
+
+class FrozenTextTeacher(nn.Module):
+    """A frozen HF text encoder returning features of tokenised text (for image-text objectives).
+
+    Build it with `FrozenTextTeacher.from_pretrained(path, ...)`; the constructor takes an already loaded model.
+
+    Args:
+        model: a transformers text model, e.g. `BertModel`, `CLIPTextModel`, `CLIPTextModelWithProjection`.
+        feature: which output to return: `"pooler_output"` (B, D) (BERT's pooled [CLS], CLIP's end-of-text token),
+            `"text_embeds"` (B, D') (the projected embedding of `*WithProjection` models) or `"last_hidden_state"`
+            (B, L, D) token features.
+    """
+
+    def __init__(self, model: nn.Module, feature: str = "pooler_output") -> None:
+        super().__init__()
+        if feature not in TEXT_TEACHER_FEATURES:
+            raise ValueError(f"Unknown text teacher feature {feature!r}; choose one of {list(TEXT_TEACHER_FEATURES)}.")
+        if feature == "text_embeds" and not hasattr(model, "text_projection"):
+            raise ValueError(
+                f"feature='text_embeds' needs a model with a `text_projection` (e.g. CLIPTextModelWithProjection); "
+                f"{type(model).__name__} has none: use feature='pooler_output'."
+            )
+        self.model = model
+        self.feature = feature
+        self.requires_grad_(False)
+        self.eval()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        model_class: str | type = "AutoModel",
+        feature: str = "pooler_output",
+        dtype: torch.dtype | None = None,
+    ) -> FrozenTextTeacher:
+        """Loads a text teacher from a local `save_pretrained` folder (safetensors only, never the Hub).
+
+        Args:
+            path: folder with config.json + model.safetensors.
+            model_class: a transformers class or its name (`"AutoModel"`, `"CLIPTextModelWithProjection"`, ...).
+            feature: see the class docstring.
+            dtype: load dtype (defaults to float32).
+        """
+        path = Path(path)
+        _check_teacher_folder(path)
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        text_config = getattr(config, "text_config", None) or config
+        if getattr(text_config, "vocab_size", None) is None:
+            raise ValueError(
+                f"Teacher folder {str(path)!r} holds a {config.model_type!r} config without a vocabulary: it is not a "
+                "text model. Load vision models with FrozenTeacher."
+            )
+        model_class = _resolve_model_class(model_class)
+        model = model_class.from_pretrained(
+            path, local_files_only=True, use_safetensors=True, dtype=dtype or torch.float32
+        )
+        return cls(model, feature=feature)
+
+    @property
+    def feature_dim(self) -> int:
+        """Channel count D of the returned features."""
+        if self.feature == "text_embeds":
+            return self.model.text_projection.out_features
+        return self.model.config.hidden_size
+
+    def train(self, mode: bool = True) -> FrozenTextTeacher:
+        """A frozen teacher stays in eval mode whatever `mode` says."""
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Text features for a batch.
+
+        Args:
+            input_ids: (B, L) token ids from the teacher's tokenizer.
+            attention_mask: optional (B, L), 1 for real tokens and 0 for padding.
+
+        Returns:
+            (B, D) for `"pooler_output"` / `"text_embeds"`, (B, L, D) for `"last_hidden_state"`.
+        """
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        features = getattr(outputs, self.feature, None)
+        if features is None:
+            raise ValueError(
+                f"{type(self.model).__name__} returned no {self.feature!r}; pick another `feature` among "
+                f"{list(TEXT_TEACHER_FEATURES)} (e.g. a BertModel built without its pooling layer has no pooler_output)."
+            )
+        return features

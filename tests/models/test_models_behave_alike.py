@@ -9,6 +9,7 @@ import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from safetensors.torch import load_file, save_file
+from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 from transformers.testing_utils import CaptureLogger
 from transformers.utils import logging as hf_logging
@@ -30,6 +31,7 @@ from hf_unified_pretrain.models.mvp import (
     MVPForPreTraining,
     MVPModel,
 )
+from hf_unified_pretrain.teachers import EMATeacher
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "training_scripts"
 MASKING_FIELDS = ("mask_ratio", "num_masking_patches", "mask_min_block_tokens", "mask_min_aspect", "mask_max_aspect")
@@ -263,3 +265,37 @@ def test_an_unknown_key_is_still_reported(pretraining_folders, tmp_path, checkpo
 
     assert set(info["unexpected_keys"]) == {f"{prefix}.surprise.weight"}
     assert "UNEXPECTED" in log and "surprise.weight" in log
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Teachers live in the named slots of the shared holder
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class _PatchTokens(nn.Module):
+    """A stand-in CLIP teacher: (B, 3, H, W) -> (B, N, dim) features of 16 px patches."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.projection = nn.Conv2d(3, dim, kernel_size=16, stride=16)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.projection(pixel_values).flatten(2).transpose(1, 2)
+
+
+def test_itpn_keeps_its_clip_and_mfm_teachers_in_named_slots():
+    model = ITPNForPreTraining(itpn_config("clip", mfm_target="ema"))
+    clip_teacher = _PatchTokens(model.config.teacher_dim)
+    model.set_teacher(clip_teacher)
+    model.set_mfm_teacher(EMATeacher(model.itpn, base_momentum=0.9))
+
+    assert set(model.teachers) == {"default", "mfm"}
+    assert model.teacher is clip_teacher and model.mfm_teacher is model.get_teacher("mfm")
+    assert not any(name.startswith("_mfm") for name in vars(model))  # no second, private holder
+    assert set(model.state_dict()) == set(ITPNForPreTraining(model.config).state_dict())
+    pixels = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        output = model(pixels)  # both teachers give targets: the CLIP features and the MFM pyramid
+    assert {"clip", "mfm_stride4", "mfm_stride8", "mfm_stride16"} <= set(output.losses)
+    model.set_teacher(None, name="mfm")
+    assert model.mfm_teacher is None and model.teacher is clip_teacher

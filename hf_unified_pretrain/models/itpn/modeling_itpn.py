@@ -73,6 +73,9 @@ from .configuration_itpn import ITPNConfig
 # Parts of an ITPNForPreTraining checkpoint that only pre-training uses: pixel decoder, CLIP-target heads, MFM heads.
 PRETRAINING_HEAD_KEYS = [r"^decoder\.", r"^feature_head\.", r"^aux_head\.", r"^mfm_heads\."]
 
+# Teacher slot of the masked-feature-modelling teacher (the CLIP teacher uses the default slot).
+MFM_TEACHER = "mfm"
+
 # Sub-patch grid side of the pyramid levels, finest first: strides 4, 8 and 16 inside a 16x16 patch.
 LEVEL_SIDES = (4, 2, 1)
 LEVEL_STRIDES = (4, 8, 16)
@@ -1075,29 +1078,26 @@ class ITPNForPreTraining(TeacherHolderMixin, ITPNPreTrainedModel):
 
     @property
     def mfm_teacher(self) -> nn.Module | None:
-        """The teacher ITPNModel (or EMATeacher around one) that gives the MFM targets, or None."""
-        holder = self.__dict__.get("_mfm_teacher_holder")
-        return holder.teacher if holder is not None else None
+        """The teacher ITPNModel (or EMATeacher around one) in the `"mfm"` slot that gives the MFM targets, or None."""
+        return self.get_teacher(MFM_TEACHER)
 
     def set_mfm_teacher(self, teacher: nn.Module | None) -> None:
-        """Attaches the MFM teacher outside the module tree (never saved, trained or wrapped with the student).
+        """Attaches the MFM teacher to the `"mfm"` slot (`set_teacher(teacher, name="mfm")`): outside the module
+        tree, never saved, trained or wrapped with the student, beside the CLIP teacher of the default slot.
 
         Args:
             teacher: `EMATeacher(model.itpn)` for `mfm_target="ema"`, a pre-trained `ITPNModel` with the pyramid for
                 `"frozen"`; called on the unmasked pixels, it must return an output with `pyramid_features`.
         """
-        holder = _MFMTeacherHolder()
-        holder.set_teacher(teacher)
-        object.__setattr__(self, "_mfm_teacher_holder", holder)
+        self.set_teacher(teacher, name=MFM_TEACHER)
 
     def _mfm_targets_from_teacher(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        holder = self.__dict__.get("_mfm_teacher_holder")
-        if holder is None or holder.teacher is None:
+        if self.mfm_teacher is None:
             raise ValueError(
                 f"config.mfm_target={self.config.mfm_target!r} needs teacher pyramid features: call "
                 "`model.set_mfm_teacher(EMATeacher(model.itpn))` (or a frozen ITPNModel), or pass `mfm_targets`."
             )
-        outputs = holder._run_teacher(pixel_values)
+        outputs = self.run_teacher(MFM_TEACHER, pixel_values)
         levels = getattr(outputs, "pyramid_features", outputs)
         if levels is None:
             raise ValueError("The MFM teacher returned no pyramid_features: it must be an ITPNModel with the pyramid.")
@@ -1278,10 +1278,6 @@ class ITPNForPreTraining(TeacherHolderMixin, ITPNPreTrainedModel):
             hidden_states=outputs.hidden_states if output_hidden_states else None,
             attentions=outputs.attentions,
         )
-
-
-class _MFMTeacherHolder(TeacherHolderMixin):
-    """A second teacher slot (the mixin on the model holds the CLIP teacher); plain object, not a module."""
 
 
 class ITPNForImageClassification(ITPNPreTrainedModel):

@@ -61,7 +61,7 @@ from ...layers import (
 )
 from ...masking import BlockMaskGenerator, validate_bool_masked_pos
 from ...objectives import feature_regression_loss, weighted_total
-from ...teachers import TeacherHolderMixin
+from ...teachers import DEFAULT_TEACHER, TeacherHolderMixin
 from .configuration_mvp import MVPConfig
 
 
@@ -540,15 +540,16 @@ class MVPForPreTraining(TeacherHolderMixin, MVPPreTrainedModel):
         self.head = MVPPredictionHead(config)
         self.post_init()
 
-    def set_teacher(self, teacher: nn.Module | None) -> None:
-        """Attaches a frozen teacher (see `TeacherHolderMixin`), checking its feature width against the config."""
+    def set_teacher(self, teacher: nn.Module | None, name: str = DEFAULT_TEACHER) -> None:
+        """Attaches a frozen teacher to slot `name` (see `TeacherHolderMixin`); the default slot's teacher gives the
+        targets, so its feature width is checked against `config.teacher_dim`."""
         feature_dim = getattr(teacher, "feature_dim", None)
-        if feature_dim is not None and feature_dim != self.config.teacher_dim:
+        if name == DEFAULT_TEACHER and feature_dim is not None and feature_dim != self.config.teacher_dim:
             raise ValueError(
                 f"The teacher returns {feature_dim}-d features but config.teacher_dim is {self.config.teacher_dim}: "
                 "build the model with teacher_dim matching the teacher."
             )
-        super().set_teacher(teacher)
+        super().set_teacher(teacher, name=name)
 
     def load_teacher(self, path: str | PathLike | None = None, **teacher_kwargs) -> nn.Module:
         """Loads a `FrozenTeacher` from a local folder (default `config.teacher_name_or_path`), attaches it and
