@@ -180,3 +180,28 @@ def test_bad_arguments_are_explained(checkpoint, tmp_path):
         render_model_card(tmp_path, method="mvp", size="tiny")
     with pytest.raises(ValueError, match="has no 'value'"):
         render_model_card(checkpoint, method="mvp", size="tiny", results={"top-1": {"dataset": "x"}})
+
+
+def _release_cards_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "model_cards" / "render_release_cards.py"
+    spec = importlib.util.spec_from_file_location("render_release_cards", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_release_cards_come_from_the_registry_and_match_the_committed_files(tmp_path):
+    """Every registry release renders to exactly the committed model_cards/<name>/README.md (regenerate otherwise)."""
+    render_release_cards = _release_cards_module()
+    expected = {release.name for entry in METHODS.values() for release in entry.releases}
+    assert set(render_release_cards.releases()) == expected and expected
+    for name in sorted(expected):
+        written = render_release_cards.render(name, tmp_path)
+        committed = render_release_cards.HERE / name / "README.md"
+        assert written.read_text() == committed.read_text(), f"{name}: run python model_cards/render_release_cards.py"
+        entry, _ = render_release_cards.releases()[name]
+        metadata = ModelCard.load(written).data.to_dict()
+        assert metadata["license"] == entry.card.license

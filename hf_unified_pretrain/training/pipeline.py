@@ -150,6 +150,7 @@ def build_model_and_processor(
     """
     from transformers import AutoModelForPreTraining
 
+    from ..models.registry import fit_image_processor
     from .script_utils import apply_config_overrides, build_config, build_pretraining_model
 
     if preset and not (model_args.model_name_or_path or model_args.config_name):
@@ -166,9 +167,7 @@ def build_model_and_processor(
     model = build_pretraining_model(model_args, config, auto_class or AutoModelForPreTraining)
     source = model_args.image_processor_name or model_args.model_name_or_path
     processor = processor_class.from_pretrained(source) if source else processor_class()
-    side = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
-    processor.size = {"height": side, "width": side}
-    return model, processor
+    return model, fit_image_processor(processor, config)  # resize and crop follow the config's image_size
 
 
 _MODEL_INPUTS = ("pixel_values", "bool_masked_pos", "teacher_pixel_values")
