@@ -74,7 +74,6 @@ class MethodEntry:
         converter: Module of the original-checkpoint converter (`main(argv)`, `config_from_original`,
             `convert_state_dict`; see `hf_unified_pretrain.conversion`), or None.
         presets: Name of the `{preset: config kwargs}` dict exported by `module` (the config's `from_preset` reads it).
-        test_preset: The smallest preset, used by registry-parametrised tests and examples.
         card: Paper, description, citation and licence for model cards.
         releases: Released sizes with their cards.
     """
@@ -89,7 +88,6 @@ class MethodEntry:
     image_processor: str | None = None
     converter: str | None = None
     presets: str | None = None
-    test_preset: str | None = None
     card: CardInfo | None = None
     releases: tuple[Release, ...] = field(default=())
 
@@ -279,6 +277,85 @@ AMDIM_CARD = CardInfo(
 )
 
 
+# InternImage (the backbone M3I pre-trains): sizes as released by OpenGVLab/InternImage (MIT licence).
+INTERNIMAGE_CARD = CardInfo(
+    name="InternImage",
+    paper_title="InternImage: Exploring Large-Scale Vision Foundation Models with Deformable Convolutions",
+    paper_url="https://arxiv.org/abs/2211.05778",
+    venue="CVPR 2023",
+    description=(
+        "InternImage is a hierarchical convolutional backbone whose token mixer is DCNv3, a deformable convolution "
+        "with shared projection weights, multiple groups and softmax-normalised modulation over the sampling points, "
+        "which gives convolutions the long-range, input-dependent aggregation of attention. Its largest size "
+        "(InternImage-H) was pre-trained with M3I. This implementation runs DCNv3 in pure PyTorch (no compiled "
+        "extension)."
+    ),
+    citation=(
+        "@inproceedings{wang2023internimage,\n"
+        "  title     = {InternImage: Exploring Large-Scale Vision Foundation Models with Deformable Convolutions},\n"
+        "  author    = {Wang, Wenhai and Dai, Jifeng and Chen, Zhe and Huang, Zhenhang and Li, Zhiqi and Zhu, Xizhou "
+        "and\n"
+        "               Hu, Xiaowei and Lu, Tong and Lu, Lewei and Li, Hongsheng and Wang, Xiaogang and Qiao, Yu},\n"
+        "  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},\n"
+        "  year      = {2023}\n"
+        "}"
+    ),
+    tags=("deformable-convolution", "dcnv3", "convolutional-backbone", "image-classification"),
+    license="mit",
+)
+
+
+def _internimage_release(name: str, size: str, checkpoint: str, top1: str, resolution: int) -> Release:
+    return Release(
+        name=name,
+        preset=f"internimage-{name.split('-')[1]}",
+        size=size,
+        role="classification",
+        results=(("ImageNet-1k top-1 (%)", f"{top1} at {resolution} px ({_REPORTED})"),),
+        notes=(
+            (
+                f"Expects the original checkpoint `{checkpoint}` (https://huggingface.co/OpenGVLab/InternImage), or "
+                "the matching remote-code repository on the Hub (`model.`-prefixed keys), converted with "
+                "`hf-unified-pretrain convert internimage --checkpoint <file> --output_dir <dir>` (pass the size's "
+                "architecture fields with `--set` when the file stores no constructor arguments)."
+            ),
+            "The original weights are MIT-licensed (OpenGVLab/InternImage).",
+            (
+                "Detection numbers of the paper come from Mask R-CNN / Cascade / DINO, which transformers does not "
+                "have; with `build_head_model` the backbone plugs into UperNet, Mask2Former, DETR and "
+                "Deformable-DETR instead."
+            ),
+        ),
+    )
+
+
+_INTERNIMAGE_RELEASES = (
+    _internimage_release("internimage-t-1k-224", "T (IN-1k, 224 px)", "internimage_t_1k_224.pth", "83.5", 224),
+    _internimage_release("internimage-s-1k-224", "S (IN-1k, 224 px)", "internimage_s_1k_224.pth", "84.2", 224),
+    _internimage_release("internimage-b-1k-224", "B (IN-1k, 224 px)", "internimage_b_1k_224.pth", "84.9", 224),
+    _internimage_release(
+        "internimage-l-22kto1k-384", "L (IN-22k → IN-1k, 384 px)", "internimage_l_22kto1k_384.pth", "87.7", 384
+    ),
+    _internimage_release(
+        "internimage-xl-22kto1k-384", "XL (IN-22k → IN-1k, 384 px)", "internimage_xl_22kto1k_384.pth", "88.0", 384
+    ),
+    _internimage_release(
+        "internimage-h-22kto1k-640",
+        "H (M3I joint 427M → IN-22k → IN-1k, 640 px)",
+        "internimage_h_22kto1k_640.pth",
+        "89.6",
+        640,
+    ),
+    _internimage_release(
+        "internimage-g-22kto1k-512",
+        "G (joint 427M → IN-22k → IN-1k, 512 px)",
+        "internimage_g_22kto1k_512.pth",
+        "90.1",
+        512,
+    ),
+)
+
+
 _ENTRIES: list[MethodEntry] = [
     MethodEntry(
         name="itpn",
@@ -291,7 +368,6 @@ _ENTRIES: list[MethodEntry] = [
         image_processor="ITPNImageProcessor",
         converter="hf_unified_pretrain.models.itpn.convert_itpn_original_to_hf",
         presets="ITPN_PRESETS",
-        test_preset="itpn-tiny-test",
         card=CardInfo(
             name="iTPN",
             paper_title="Integrally Pre-Trained Transformer Pyramid Networks",
@@ -331,7 +407,6 @@ _ENTRIES: list[MethodEntry] = [
         image_processor="MVPImageProcessor",
         converter="hf_unified_pretrain.models.mvp.convert_mvp_original_to_hf",
         presets="MVP_PRESETS",
-        test_preset="tiny",
         card=CardInfo(
             name="MVP",
             paper_title="MVP: Multimodality-guided Visual Pre-training",
@@ -353,6 +428,20 @@ _ENTRIES: list[MethodEntry] = [
             tags=("masked-image-modeling", "feature-distillation", "clip-teacher", "vision-transformer"),
         ),
         releases=_MVP_RELEASES,
+    ),
+    MethodEntry(
+        name="internimage",
+        module="hf_unified_pretrain.models.internimage",
+        config="InternImageConfig",
+        model="InternImageModel",
+        backbone="InternImageBackbone",
+        classification="InternImageForImageClassification",
+        image_processor="InternImageImageProcessor",
+        converter="hf_unified_pretrain.models.internimage.convert_internimage_original_to_hf",
+        presets="INTERNIMAGE_PRESETS",
+        test_preset="tiny",
+        card=INTERNIMAGE_CARD,
+        releases=_INTERNIMAGE_RELEASES,
     ),
     # New methods: append one MethodEntry here.
 ]
@@ -434,55 +523,37 @@ def register_all() -> None:
             transformers.AutoImageProcessor.register(config_class, image_processor_classes=processors, exist_ok=True)
 
 
-def _size_of(config: Any) -> tuple[int, int]:
-    size = config.image_size
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+def image_processor_for(config: Any, processor_class: type | None = None, **overrides: Any) -> Any:
+    """The method's image processor producing exactly the input `config` expects (its `image_size`).
 
-
-def fit_image_processor(processor: Any, config: Any) -> Any:
-    """Sets a processor's resize (and center-crop) sizes so it outputs exactly `config.image_size` pixels.
-
-    Processors that resize then center-crop keep their class' resize/crop ratio (256 -> 224 becomes 73 -> 64 for a
-    64-pixel model); the others resize straight to the model's size. Normalisation and every other setting is kept.
-
-    Args:
-        processor: An image processor instance (e.g. loaded from a checkpoint or built with defaults).
-        config: The model config (`image_size`: int or (height, width)).
-
-    Returns:
-        The same processor, changed in place.
-    """
-    height, width = _size_of(config)
-    class_crop = getattr(type(processor), "crop_size", None) or {}
-    class_resize = getattr(type(processor), "size", None) or {}
-    if getattr(processor, "do_center_crop", False) and class_crop:
-        processor.crop_size = {"height": height, "width": width}
-        if "shortest_edge" in class_resize:
-            ratio = class_resize["shortest_edge"] / min(class_crop["height"], class_crop["width"])
-            processor.size = {"shortest_edge": max(round(min(height, width) * ratio), max(height, width))}
-        else:
-            processor.size = {"height": height, "width": width}
-    else:
-        processor.size = {"height": height, "width": width}
-    return processor
-
-
-def image_processor_for(config: Any, processor_class: type | None = None, **kwargs: Any) -> Any:
-    """A new image processor of the config's method producing exactly the input `config` expects.
-
-    Every checkpoint writer (converters, run scripts, the CLI) saves this processor, so `AutoImageProcessor` and
-    `pipeline("image-feature-extraction", ...)` feed the model its own resolution.
+    Processors that resize then center-crop keep their class' resize/crop ratio (e.g. 256 -> 224 becomes 73 -> 64
+    for a 64-pixel model); the others resize straight to the model's size.
 
     Args:
         config: A config of a registered method (or any config with `image_size`, given `processor_class`).
         processor_class: Processor class to build; default: the registered one of the config's method.
-        kwargs: Constructor arguments (e.g. `image_mean`, `image_std` of a converted checkpoint).
+        overrides: Processor attributes to set on top (e.g. `image_mean`, `image_std` of a converted checkpoint).
 
     Returns:
-        The processor, sized by `fit_image_processor`.
+        A new processor instance.
     """
     processor_class = processor_class or method_for_config(config).load("image_processor")
-    return fit_image_processor(processor_class(**kwargs), config)
+    size = config.image_size
+    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    kwargs: dict[str, Any] = {}
+    crop = getattr(processor_class, "crop_size", None)
+    resize = getattr(processor_class, "size", None) or {}
+    if getattr(processor_class, "do_center_crop", False) and crop:
+        kwargs["crop_size"] = {"height": height, "width": width}
+        if "shortest_edge" in resize:
+            ratio = resize["shortest_edge"] / min(crop["height"], crop["width"])
+            kwargs["size"] = {"shortest_edge": round(min(height, width) * ratio)}
+        else:
+            kwargs["size"] = {"height": height, "width": width}
+    else:
+        kwargs["size"] = {"height": height, "width": width}
+    kwargs.update(overrides)
+    return processor_class(**kwargs)
 
 
 __all__ = [
@@ -492,7 +563,6 @@ __all__ = [
     "MethodEntry",
     "Release",
     "exported_names",
-    "fit_image_processor",
     "get_method",
     "image_processor_for",
     "method_for_config",
