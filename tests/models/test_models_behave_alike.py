@@ -57,10 +57,10 @@ MODELS = [
 IDS = [entry[0] for entry in MODELS]
 
 
-def test_both_configs_use_the_same_masking_field_names():
+def test_both_configs_use_the_same_field_names():
     for config in (itpn_config(), mvp_config()):
-        assert all(hasattr(config, name) for name in MASKING_FIELDS)
-        for old_name in ("num_masked_patches", "min_block_tokens", "min_aspect", "max_aspect"):
+        assert all(hasattr(config, name) for name in (*MASKING_FIELDS, "mlp_ratio"))
+        for old_name in ("num_masked_patches", "min_block_tokens", "min_aspect", "max_aspect", "intermediate_size"):
             assert old_name not in config.to_dict()
 
 
@@ -122,13 +122,23 @@ def test_masking_fields_are_validated_alike(make_config, overrides, message):
         make_config(**overrides)
 
 
-def test_mvp_configs_saved_with_the_old_masking_names_still_load(tmp_path):
+def test_mvp_configs_saved_with_the_old_names_still_load(tmp_path):
     legacy = {"num_masked_patches": 7, "min_block_tokens": 3, "min_aspect": 0.4, "max_aspect": 2.0}
-    config = MVPConfig.from_preset("tiny", **legacy)
+    config = MVPConfig.from_preset("tiny", intermediate_size=40, **legacy)
     assert (config.num_masking_patches, config.mask_min_block_tokens) == (7, 3)
     assert (config.mask_min_aspect, config.mask_max_aspect) == (0.4, 2.0)
+    assert config.mlp_ratio == 40 / 32
     config.save_pretrained(tmp_path)
-    assert MVPConfig.from_pretrained(tmp_path).num_masking_patches == 7
+    reloaded = MVPConfig.from_pretrained(tmp_path)
+    assert reloaded.num_masking_patches == 7 and "intermediate_size" not in reloaded.to_dict()
+    assert MVPForPreTraining(reloaded).mvp.layers[0].mlp.fc1.out_features == 40
+
+
+def test_mlp_width_is_mlp_ratio_times_hidden_size_in_both_models():
+    itpn = ITPNModel(itpn_config(mlp_ratio=3.0))
+    mvp = MVPModel(mvp_config(mlp_ratio=3.0))
+    assert itpn.encoder.layers[0].mlp.fc1.out_features == 3 * itpn.config.hidden_size
+    assert mvp.layers[0].mlp.fc1.out_features == 3 * mvp.config.hidden_size
 
 
 # ----------------------------------------------------------------------------------------------------------------

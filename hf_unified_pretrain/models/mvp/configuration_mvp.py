@@ -19,7 +19,7 @@ MVP_PRESETS: dict[str, dict[str, Any]] = {
         "hidden_size": 768,
         "num_hidden_layers": 12,
         "num_attention_heads": 12,
-        "intermediate_size": 3072,
+        "mlp_ratio": 4.0,
         "layer_scale_init_value": 0.1,
         "drop_path_rate": 0.1,
         "teacher_dim": 512,
@@ -28,7 +28,7 @@ MVP_PRESETS: dict[str, dict[str, Any]] = {
         "hidden_size": 1024,
         "num_hidden_layers": 24,
         "num_attention_heads": 16,
-        "intermediate_size": 4096,
+        "mlp_ratio": 4.0,
         "layer_scale_init_value": 1e-5,
         "drop_path_rate": 0.1,
         "teacher_dim": 512,
@@ -37,7 +37,7 @@ MVP_PRESETS: dict[str, dict[str, Any]] = {
         "hidden_size": 32,
         "num_hidden_layers": 2,
         "num_attention_heads": 4,
-        "intermediate_size": 64,
+        "mlp_ratio": 2.0,
         "image_size": 32,
         "patch_size": 8,
         "num_masking_patches": 6,
@@ -60,7 +60,8 @@ class MVPConfig(MaskingConfigMixin, BackboneConfigMixin, PreTrainedConfig):
         hidden_size: Width of the student.
         num_hidden_layers: Number of transformer blocks.
         num_attention_heads: Attention heads per block.
-        intermediate_size: Hidden width of the MLPs.
+        mlp_ratio: Hidden width of the MLPs relative to `hidden_size` (BEiT: 4, i.e. `intermediate_size` 3072 at
+            768); configs saved with `intermediate_size` still load.
         hidden_act: MLP activation.
         hidden_dropout_prob: Dropout after the attention and MLP branches.
         attention_probs_dropout_prob: Dropout on the attention probabilities.
@@ -109,7 +110,7 @@ class MVPConfig(MaskingConfigMixin, BackboneConfigMixin, PreTrainedConfig):
     hidden_size: int = 768
     num_hidden_layers: int = 12
     num_attention_heads: int = 12
-    intermediate_size: int = 3072
+    mlp_ratio: float | int = 4.0
     hidden_act: str = "gelu"
     hidden_dropout_prob: float | int = 0.0
     attention_probs_dropout_prob: float | int = 0.0
@@ -148,6 +149,8 @@ class MVPConfig(MaskingConfigMixin, BackboneConfigMixin, PreTrainedConfig):
         for old_name, new_name in _LEGACY_FIELD_NAMES.items():
             if old_name in kwargs:
                 setattr(self, new_name, kwargs.pop(old_name))
+        if "intermediate_size" in kwargs:  # BEiT's (and our first) name for the MLP width
+            self.mlp_ratio = kwargs.pop("intermediate_size") / self.hidden_size
         if isinstance(self.image_size, (list, tuple)):
             self.image_size = list(self.image_size)
         self.stage_names = ["stem"] + [f"stage{index}" for index in range(1, self.num_hidden_layers + 1)]

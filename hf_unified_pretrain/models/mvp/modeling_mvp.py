@@ -247,9 +247,10 @@ class MVPSelfAttention(nn.Module):
 class MVPMLP(nn.Module):
     def __init__(self, config: MVPConfig) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        intermediate_size = round(config.hidden_size * config.mlp_ratio)
+        self.fc1 = nn.Linear(config.hidden_size, intermediate_size)
         self.activation_fn = ACT2FN[config.hidden_act]
-        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.fc2 = nn.Linear(intermediate_size, config.hidden_size)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.activation_fn(self.fc1(hidden_states)))

@@ -41,7 +41,7 @@ class MVPModelTester:
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=4,
-        intermediate_size=37,
+        mlp_ratio=37 / 32,  # an MLP width of 37: not a multiple of the hidden size
         teacher_dim=24,
         num_masked_patches=6,
         type_sequence_label_size=10,
@@ -56,7 +56,7 @@ class MVPModelTester:
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers
         self.num_attention_heads = num_attention_heads
-        self.intermediate_size = intermediate_size
+        self.mlp_ratio = mlp_ratio
         self.teacher_dim = teacher_dim
         self.num_masked_patches = num_masked_patches
         self.type_sequence_label_size = type_sequence_label_size
@@ -77,7 +77,7 @@ class MVPModelTester:
             hidden_size=self.hidden_size,
             num_hidden_layers=self.num_hidden_layers,
             num_attention_heads=self.num_attention_heads,
-            intermediate_size=self.intermediate_size,
+            mlp_ratio=self.mlp_ratio,
             teacher_dim=self.teacher_dim,
             num_masking_patches=self.num_masked_patches,
             mask_min_block_tokens=2,
