@@ -74,6 +74,7 @@ class MethodEntry:
         converter: Module of the original-checkpoint converter (`main(argv)`, `config_from_original`,
             `convert_state_dict`; see `hf_unified_pretrain.conversion`), or None.
         presets: Name of the `{preset: config kwargs}` dict exported by `module` (the config's `from_preset` reads it).
+        test_preset: The smallest preset, used by registry-parametrised tests and examples.
         card: Paper, description, citation and licence for model cards.
         releases: Released sizes with their cards.
     """
@@ -88,6 +89,7 @@ class MethodEntry:
     image_processor: str | None = None
     converter: str | None = None
     presets: str | None = None
+    test_preset: str | None = None
     card: CardInfo | None = None
     releases: tuple[Release, ...] = field(default=())
 
@@ -368,6 +370,7 @@ _ENTRIES: list[MethodEntry] = [
         image_processor="ITPNImageProcessor",
         converter="hf_unified_pretrain.models.itpn.convert_itpn_original_to_hf",
         presets="ITPN_PRESETS",
+        test_preset="itpn-tiny-test",
         card=CardInfo(
             name="iTPN",
             paper_title="Integrally Pre-Trained Transformer Pyramid Networks",
@@ -407,6 +410,7 @@ _ENTRIES: list[MethodEntry] = [
         image_processor="MVPImageProcessor",
         converter="hf_unified_pretrain.models.mvp.convert_mvp_original_to_hf",
         presets="MVP_PRESETS",
+        test_preset="tiny",
         card=CardInfo(
             name="MVP",
             paper_title="MVP: Multimodality-guided Visual Pre-training",
@@ -442,6 +446,80 @@ _ENTRIES: list[MethodEntry] = [
         test_preset="tiny",
         card=INTERNIMAGE_CARD,
         releases=_INTERNIMAGE_RELEASES,
+    ),
+    MethodEntry(
+        name="amdim",
+        module="hf_unified_pretrain.models.amdim",
+        config="AMDIMConfig",
+        model="AMDIMModel",
+        pretraining="AMDIMForPreTraining",
+        backbone="AMDIMBackbone",
+        classification="AMDIMForImageClassification",
+        image_processor="AMDIMImageProcessor",
+        converter="hf_unified_pretrain.models.amdim.convert_amdim_original_to_hf",
+        presets="AMDIM_PRESETS",
+        test_preset="tiny",
+        card=CardInfo(
+            name="AMDIM",
+            paper_title="Learning Representations by Maximizing Mutual Information Across Views",
+            paper_url="https://arxiv.org/abs/1906.00910",
+            venue="NeurIPS 2019",
+            description=(
+                "AMDIM (Augmented Multiscale Deep InfoMax) maximises mutual information between two augmented views "
+                "of an image: a convolutional encoder's global feature of one view must pick out, by noise-contrastive "
+                "estimation, the local features (5x5 and 7x7 maps) of the other view among those of every other "
+                "image, and local features predict local features across views; scores are soft-clipped and "
+                "regularised."
+            ),
+            citation=(
+                "@inproceedings{bachman2019learning,\n"
+                "  title     = {Learning Representations by Maximizing Mutual Information Across Views},\n"
+                "  author    = {Bachman, Philip and Hjelm, R Devon and Buchwalter, William},\n"
+                "  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},\n"
+                "  year      = {2019}\n"
+                "}"
+            ),
+            tags=("contrastive", "infomax", "nce", "convnet", "multi-view"),
+            license="mit",
+        ),
+    ),
+    MethodEntry(
+        name="multimae",
+        module="hf_unified_pretrain.models.multimae",
+        config="MultiMAEConfig",
+        model="MultiMAEModel",
+        pretraining="MultiMAEForPreTraining",
+        backbone="MultiMAEBackbone",
+        classification="MultiMAEForImageClassification",
+        image_processor="MultiMAEImageProcessor",
+        converter="hf_unified_pretrain.models.multimae.convert_multimae_original_to_hf",
+        presets="MULTIMAE_PRESETS",
+        test_preset="tiny",
+        # The released MultiMAE weights are CC BY-NC 4.0 (non-commercial); converted weights inherit that licence.
+        card=CardInfo(**{**MULTIMAE_CARD.__dict__, "license": "cc-by-nc-4.0"}),
+        releases=(
+            Release(
+                name="multimae-base",
+                preset="base",
+                size="base (ViT-B/16; RGB + depth + semseg inputs, 98 of 3x196 tokens visible, 1600 epochs)",
+                results=(
+                    ("ImageNet-1k fine-tune top-1", f"83.3 ({_REPORTED})"),
+                    ("ADE20K semantic segmentation mIoU (RGB)", f"46.2 ({_REPORTED})"),
+                    ("NYUv2 depth delta1", f"86.4 ({_REPORTED})"),
+                ),
+                notes=(
+                    (
+                        "Weights: `multimae-b_98_rgb+-depth-semseg_1600e_multivit-afff3f8c.pth` (with the four "
+                        "pre-training decoders) or its timm export, converted with `hf-unified-pretrain convert "
+                        "multimae`; licence CC BY-NC 4.0 (non-commercial use only), as the original weights."
+                    ),
+                    (
+                        "Pseudo labels: depth from Omnidata DPT and COCO semantic maps from Mask2Former in the "
+                        "original; `hf-unified-pretrain pseudo-label` produces them with any local HF models."
+                    ),
+                ),
+            ),
+        ),
     ),
     # New methods: append one MethodEntry here.
 ]
@@ -523,37 +601,55 @@ def register_all() -> None:
             transformers.AutoImageProcessor.register(config_class, image_processor_classes=processors, exist_ok=True)
 
 
-def image_processor_for(config: Any, processor_class: type | None = None, **overrides: Any) -> Any:
-    """The method's image processor producing exactly the input `config` expects (its `image_size`).
+def _size_of(config: Any) -> tuple[int, int]:
+    size = config.image_size
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
-    Processors that resize then center-crop keep their class' resize/crop ratio (e.g. 256 -> 224 becomes 73 -> 64
-    for a 64-pixel model); the others resize straight to the model's size.
+
+def fit_image_processor(processor: Any, config: Any) -> Any:
+    """Sets a processor's resize (and center-crop) sizes so it outputs exactly `config.image_size` pixels.
+
+    Processors that resize then center-crop keep their class' resize/crop ratio (256 -> 224 becomes 73 -> 64 for a
+    64-pixel model); the others resize straight to the model's size. Normalisation and every other setting is kept.
+
+    Args:
+        processor: An image processor instance (e.g. loaded from a checkpoint or built with defaults).
+        config: The model config (`image_size`: int or (height, width)).
+
+    Returns:
+        The same processor, changed in place.
+    """
+    height, width = _size_of(config)
+    class_crop = getattr(type(processor), "crop_size", None) or {}
+    class_resize = getattr(type(processor), "size", None) or {}
+    if getattr(processor, "do_center_crop", False) and class_crop:
+        processor.crop_size = {"height": height, "width": width}
+        if "shortest_edge" in class_resize:
+            ratio = class_resize["shortest_edge"] / min(class_crop["height"], class_crop["width"])
+            processor.size = {"shortest_edge": max(round(min(height, width) * ratio), max(height, width))}
+        else:
+            processor.size = {"height": height, "width": width}
+    else:
+        processor.size = {"height": height, "width": width}
+    return processor
+
+
+def image_processor_for(config: Any, processor_class: type | None = None, **kwargs: Any) -> Any:
+    """A new image processor of the config's method producing exactly the input `config` expects.
+
+    Every checkpoint writer (converters, run scripts, the CLI) saves this processor, so `AutoImageProcessor` and
+    `pipeline("image-feature-extraction", ...)` feed the model its own resolution.
 
     Args:
         config: A config of a registered method (or any config with `image_size`, given `processor_class`).
         processor_class: Processor class to build; default: the registered one of the config's method.
-        overrides: Processor attributes to set on top (e.g. `image_mean`, `image_std` of a converted checkpoint).
+        kwargs: Constructor arguments (e.g. `image_mean`, `image_std` of a converted checkpoint).
 
     Returns:
-        A new processor instance.
+        The processor, sized by `fit_image_processor`.
     """
     processor_class = processor_class or method_for_config(config).load("image_processor")
-    size = config.image_size
-    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    kwargs: dict[str, Any] = {}
-    crop = getattr(processor_class, "crop_size", None)
-    resize = getattr(processor_class, "size", None) or {}
-    if getattr(processor_class, "do_center_crop", False) and crop:
-        kwargs["crop_size"] = {"height": height, "width": width}
-        if "shortest_edge" in resize:
-            ratio = resize["shortest_edge"] / min(crop["height"], crop["width"])
-            kwargs["size"] = {"shortest_edge": round(min(height, width) * ratio)}
-        else:
-            kwargs["size"] = {"height": height, "width": width}
-    else:
-        kwargs["size"] = {"height": height, "width": width}
-    kwargs.update(overrides)
-    return processor_class(**kwargs)
+    return fit_image_processor(processor_class(**kwargs), config)
 
 
 __all__ = [
@@ -563,6 +659,7 @@ __all__ = [
     "MethodEntry",
     "Release",
     "exported_names",
+    "fit_image_processor",
     "get_method",
     "image_processor_for",
     "method_for_config",
