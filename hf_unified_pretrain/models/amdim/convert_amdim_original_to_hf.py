@@ -17,22 +17,11 @@ from typing import Any
 
 import torch
 
+from ...conversion import ConversionError, converter_main
 from .configuration_amdim import AMDIMConfig
+from .image_processing_amdim import CIFAR10_MEAN, CIFAR10_STD
 
 KINDS = ("pretraining", "model", "classifier")
-
-
-def _conversion_error(message: str, unknown=(), missing=(), mismatched=()) -> ValueError:
-    try:
-        from ...conversion import ConversionError
-    except ImportError:  # the shared conversion module is not there yet
-        return ValueError(message)
-    try:
-        return ConversionError(message, unknown=list(unknown), missing=list(missing), mismatched=list(mismatched))
-    except TypeError:
-        error = ConversionError(message)
-        error.unknown, error.missing, error.mismatched = list(unknown), list(missing), list(mismatched)
-        return error
 
 
 def config_from_original(original_kwargs: Mapping[str, Any], kind: str = "pretraining") -> AMDIMConfig:
@@ -92,8 +81,7 @@ def convert_state_dict(
             embedding heads) or "classifier" (`AMDIMForImageClassification`: the encoder and the MLP head).
 
     Raises:
-        ValueError (`ConversionError` once the shared module exists): unknown keys, listed by name, or a `masks_r5`
-        that is not the original's constant one-hot masks.
+        ConversionError: unknown keys, listed by name, or a `masks_r5` that is not the original's one-hot masks.
     """
     specs = config.layer_specs
     converted: dict[str, torch.Tensor] = {}
@@ -103,7 +91,9 @@ def convert_state_dict(
         if key == "g2l_loss.masks_r5":
             # A constant of the original's NCE module: checked, then dropped (we index the locations instead).
             if tuple(tensor.shape) != (25, 1, 5, 5) or not torch.equal(tensor.to(torch.uint8), _expected_r5_masks()):
-                raise _conversion_error("g2l_loss.masks_r5 is not the original's one-hot 5x5 location masks.")
+                raise ConversionError(
+                    "g2l_loss.masks_r5 is not the original's one-hot 5x5 location masks", unknown=[key]
+                )
             continue
         try:
             encoder_key = re.sub(r"^encoder\.(module\.)?", "", key) if key.startswith("encoder.") else None
@@ -154,10 +144,11 @@ def convert_state_dict(
         if target is not None:
             converted[target] = tensor
     if unknown:
-        raise _conversion_error(
-            f"{len(unknown)} key(s) of the original checkpoint are not part of an AMDIM Model with {config.image_size}"
-            f"-px encoder, n_depth {config.n_depth}, use_bn {config.use_bn}: {sorted(unknown)}",
-            unknown=sorted(unknown),
+        raise ConversionError(
+            f"The original checkpoint does not fit an AMDIM Model with a {config.image_size}-px encoder, n_depth "
+            f"{config.n_depth} and use_bn {config.use_bn}",
+            unknown=unknown,
+            hint="Check the checkpoint's hyperparams (encoder_size, n_depth, use_bn) or pass them with --set.",
         )
     return _restrict_to_kind(converted, kind)
 
@@ -176,11 +167,37 @@ def _restrict_to_kind(converted: dict[str, torch.Tensor], kind: str) -> dict[str
     raise ValueError(f"Unknown AMDIM kind {kind!r}; choose one of {KINDS}.")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`hf-unified-pretrain convert amdim --checkpoint PATH --output_dir DIR [--kind K] [--set key=value ...]`."""
-    from ...conversion import converter_main
+def _model_class(config: AMDIMConfig, kind: str, converted, args) -> type:
+    from . import modeling_amdim
 
-    converter_main("amdim", argv, config_from_original, convert_state_dict, kinds=KINDS)
+    return {
+        "pretraining": modeling_amdim.AMDIMForPreTraining,
+        "model": modeling_amdim.AMDIMModel,
+        "classifier": modeling_amdim.AMDIMForImageClassification,
+    }[kind]
+
+
+def _processor_overrides(args, extras) -> dict[str, Any]:
+    # The original's test-time normalisation of each encoder size (datasets.py).
+    image_size = int(extras.get("hyperparams", {}).get("encoder_size", 128))
+    if image_size == 32:
+        return {"do_center_crop": False, "image_mean": list(CIFAR10_MEAN), "image_std": list(CIFAR10_STD)}
+    if image_size == 64:
+        return {"image_mean": [0.43, 0.42, 0.39], "image_std": [0.27, 0.26, 0.27]}
+    return {}
+
+
+def main(argv: list[str] | None = None):
+    """`hf-unified-pretrain convert amdim --checkpoint PATH --output_dir DIR [--kind K] [--set key=value ...]`."""
+    return converter_main(
+        "amdim",
+        argv,
+        config_from_original,
+        convert_state_dict,
+        kinds=KINDS,
+        model_class=_model_class,
+        processor_overrides=_processor_overrides,
+    )
 
 
 if __name__ == "__main__":

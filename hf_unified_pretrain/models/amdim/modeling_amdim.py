@@ -31,17 +31,9 @@ from transformers.modeling_outputs import BackboneOutput, ImageClassifierOutputW
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
+from ...layers import strict_forward_kwargs
 from ...objectives import local_global_nce_scores, tanh_clip, weighted_total
 from .configuration_amdim import AMDIMConfig
-
-# Forward keywords every model accepts from transformers' machinery (AMDIM has no attention to return).
-_ACCEPTED_KWARGS = frozenset({"output_attentions"})
-
-
-def _check_kwargs(model: nn.Module, kwargs: dict) -> None:
-    unknown = sorted(set(kwargs) - _ACCEPTED_KWARGS)
-    if unknown:
-        raise TypeError(f"{type(model).__name__}.forward() got unexpected keyword argument(s) {unknown}.")
 
 
 @dataclass
@@ -76,9 +68,9 @@ class AMDIMForPreTrainingOutput(ModelOutput):
         global_features: (B, n_rkhs) r1 of the first view.
         features_1: (r1, r5, r7) maps of the first view.
         features_2: (r1, r5, r7) maps of the second view.
-        source_locations: (2, B) flat index into the 5x5 map of the source location of each image, view 1 then view 2.
-        logits_mlp: (2B, num_labels) MLP evaluation head logits (view 1 rows, then view 2), when the heads exist.
-        logits_linear: (2B, num_labels) linear evaluation head logits.
+        source_locations: (B, 2) flat index into the 5x5 map of each image's source location (column 0: view 1).
+        logits_mlp: (B, 2, num_labels) MLP evaluation head logits of both views, when the heads exist.
+        logits_linear: (B, 2, num_labels) linear evaluation head logits of both views.
         hidden_states: Stage outputs of the first view, when requested.
     """
 
@@ -92,6 +84,15 @@ class AMDIMForPreTrainingOutput(ModelOutput):
     logits_mlp: torch.FloatTensor | None = None
     logits_linear: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+class AMDIMZeroInitConv2d(nn.Conv2d):
+    """The last 1x1 conv of a residual branch; it starts at zero (the original's fix-up style `init_weights`), so
+    every residual unit and embedding head starts as its shortcut."""
+
+
+class AMDIMIdentityInitConv2d(nn.Conv2d):
+    """A 1x1 shortcut conv that starts near the identity: U(-0.01, 0.01) with ones on the diagonal (when it widens)."""
 
 
 class AMDIMConvLayer(nn.Module):
@@ -124,7 +125,7 @@ class AMDIMResidualUnit(nn.Module):
         self.extra_channels = out_channels - in_channels
         self.conv1 = nn.Conv2d(in_channels, out_channels, kernel, stride, 0, bias=False)
         self.norm = nn.BatchNorm2d(out_channels) if use_bn else nn.Identity()
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 1, 1, 0, bias=False)
+        self.conv2 = AMDIMZeroInitConv2d(out_channels, out_channels, 1, 1, 0, bias=False)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         residual = self.conv2(F.relu(self.norm(self.conv1(hidden_states))))
@@ -184,8 +185,8 @@ class AMDIMEmbeddingHead(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, 1, bias=False)
         self.norm_hidden = nn.BatchNorm2d(out_channels) if use_bn else nn.Identity()
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 1, bias=False)
-        self.shortcut = nn.Conv2d(in_channels, out_channels, 1, bias=True)
+        self.conv2 = AMDIMZeroInitConv2d(out_channels, out_channels, 1, bias=False)
+        self.shortcut = AMDIMIdentityInitConv2d(in_channels, out_channels, 1, bias=True)
         self.norm_out = nn.BatchNorm2d(out_channels)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -261,31 +262,38 @@ class AMDIMPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         """PyTorch's default conv/linear init, then the original's `init_weights`: the second conv of every residual
         branch at zero and the embedding heads' shortcuts near the identity."""
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
+        # Leaf modules only: transformers skips the init of a custom module without parameters of its own.
+        if isinstance(module, AMDIMZeroInitConv2d):
+            init.zeros_(module.weight)
+        elif isinstance(module, AMDIMIdentityInitConv2d):
+            out_channels, in_channels = module.weight.shape[:2]
+            weight = torch.empty_like(module.weight).uniform_(-0.01, 0.01)
+            if out_channels >= in_channels:
+                identity = torch.eye(out_channels, in_channels, dtype=torch.bool).view(out_channels, in_channels, 1, 1)
+                weight = weight.masked_fill(identity, 1.0)
+            init.copy_(module.weight, weight)
+            _default_bias_init(module)
+        elif isinstance(module, (nn.Conv2d, nn.Linear)):
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))
-            if module.bias is not None:
-                fan_in = module.weight[0].numel()
-                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-                init.uniform_(module.bias, -bound, bound)
+            _default_bias_init(module)
         elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
             init.ones_(module.weight)
             init.zeros_(module.bias)
             init.zeros_(module.running_mean)
             init.ones_(module.running_var)
             init.zeros_(module.num_batches_tracked)
-        elif isinstance(module, AMDIMResidualUnit):
-            init.zeros_(module.conv2.weight)
-        elif isinstance(module, AMDIMEmbeddingHead):
-            init.zeros_(module.conv2.weight)
-            out_channels, in_channels = module.shortcut.weight.shape[:2]
-            init.uniform_(module.shortcut.weight, -0.01, 0.01)
-            if out_channels >= in_channels:
-                identity = torch.eye(out_channels, in_channels, dtype=torch.bool).view(out_channels, in_channels, 1, 1)
-                init.copy_(module.shortcut.weight, module.shortcut.weight.masked_fill(identity, 1.0))
 
     def no_weight_decay(self) -> set[str]:
         """No extra exemptions: biases and norm weights are already handled by the trainer."""
         return set()
+
+
+def _default_bias_init(module: nn.Module) -> None:
+    # PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    if module.bias is not None:
+        fan_in = module.weight[0].numel()
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        init.uniform_(module.bias, -bound, bound)
 
 
 class AMDIMModel(AMDIMPreTrainedModel):
@@ -311,6 +319,7 @@ class AMDIMModel(AMDIMPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.encoder.layers[0]
 
+    @strict_forward_kwargs
     @can_return_tuple
     def forward(
         self, pixel_values: torch.Tensor | None = None, output_hidden_states: bool | None = None, **kwargs
@@ -321,7 +330,6 @@ class AMDIMModel(AMDIMPreTrainedModel):
             pixel_values: (B, C, H, W) with H, W >= `config.image_size`.
             output_hidden_states: Also return the backbone stage outputs.
         """
-        _check_kwargs(self, kwargs)
         _check_pixels(pixel_values, self.config)
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
@@ -377,12 +385,12 @@ class AMDIMBackbone(BackboneMixin, AMDIMPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.amdim.get_input_embeddings()
 
+    @strict_forward_kwargs
     @can_return_tuple
     def forward(
         self, pixel_values: torch.Tensor, output_hidden_states: bool | None = None, **kwargs
     ) -> BackboneOutput:
         """(B, C, H, W) pixels → `feature_maps` of `config.out_features` (+ all stage outputs if asked)."""
-        _check_kwargs(self, kwargs)
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         stages = self.amdim(pixel_values, output_hidden_states=True).hidden_states
@@ -411,12 +419,13 @@ class AMDIMForPreTraining(AMDIMPreTrainedModel):
     def sample_source_locations(
         self, batch_size: int, num_locations: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """The random source locations of the 5→5 term: (2, B) flat indices, view 1 then view 2.
+        """The random source locations of the 5→5 term: (B, 2) flat indices, column 0 for view 1, 1 for view 2.
 
         Drawn on the CPU as the original does (`torch.randint(0, 25, (B,))` once per view), so with the same global
         seed the choices are the original's.
         """
-        return torch.stack([torch.randint(0, num_locations, (batch_size,), generator=generator) for _ in range(2)])
+        draws = [torch.randint(0, num_locations, (batch_size,), generator=generator) for _ in range(2)]
+        return torch.stack(draws, dim=1)
 
     def _global_to_local(self, global_features, local_features):
         """One global→local term in one direction: (loss, mean squared score, entropy loss or None)."""
@@ -435,6 +444,7 @@ class AMDIMForPreTraining(AMDIMPreTrainedModel):
         entropy = -(posterior * torch.log(posterior.clamp_min(1e-12))).sum(dim=1).mean()
         return nce, square, -config.mixture_entropy_weight * entropy
 
+    @strict_forward_kwargs
     @can_return_tuple
     def forward(
         self,
@@ -451,11 +461,10 @@ class AMDIMForPreTraining(AMDIMPreTrainedModel):
             pixel_values: (B, C, H, W) first view.
             pixel_values_2: (B, C, H, W) second view of the same images (`TwoViewTransform` + `TwoViewCollator`).
             labels: Optional (B,) class indices for the online evaluation heads (-1 = unlabelled).
-            source_locations: Optional (2, B) flat indices into the 5x5 maps of the 5→5 sources (view 1, view 2);
-                drawn with `torch.randint` like the original when None.
+            source_locations: Optional (B, 2) flat indices into the 5x5 maps of the 5→5 sources (column 0: view 1,
+                column 1: view 2); drawn with `torch.randint` like the original when None.
             output_hidden_states: Also return the first view's stage outputs.
         """
-        _check_kwargs(self, kwargs)
         _check_pixels(pixel_values, self.config)
         _check_pixels(pixel_values_2, self.config, "pixel_values_2")
         if pixel_values_2.shape != pixel_values.shape:
@@ -474,17 +483,17 @@ class AMDIMForPreTraining(AMDIMPreTrainedModel):
         if source_locations is None:
             source_locations = self.sample_source_locations(batch_size, num_locations)
         source_locations = torch.as_tensor(source_locations)
-        if source_locations.shape != (2, batch_size) or source_locations.dtype not in (torch.int64, torch.int32):
+        if source_locations.shape != (batch_size, 2) or source_locations.dtype not in (torch.int64, torch.int32):
             raise ValueError(
-                f"source_locations must be a (2, batch={batch_size}) integer tensor (view 1, view 2), got "
+                f"source_locations must be a (batch={batch_size}, 2) integer tensor (view 1, view 2), got "
                 f"{source_locations.dtype} {tuple(source_locations.shape)}."
             )
         if bool((source_locations < 0).any() or (source_locations >= num_locations).any()):
             raise ValueError(f"source_locations must index the {num_locations} locations of the 5x5 map.")
         source_locations = source_locations.to(r5_1.device, torch.long)
         rows = torch.arange(batch_size, device=r5_1.device)
-        r5_source_1 = r5_1.flatten(2)[rows, :, source_locations[0]]
-        r5_source_2 = r5_2.flatten(2)[rows, :, source_locations[1]]
+        r5_source_1 = r5_1.flatten(2)[rows, :, source_locations[:, 0]]
+        r5_source_2 = r5_2.flatten(2)[rows, :, source_locations[:, 1]]
 
         terms, squares, entropy_terms = {}, [], []
         for name, (src_1, trg_2, src_2, trg_1) in {
@@ -531,10 +540,15 @@ class AMDIMForPreTraining(AMDIMPreTrainedModel):
             features_1=(out_1.last_hidden_state, r5_1, r7_1),
             features_2=(out_2.last_hidden_state, r5_2, r7_2),
             source_locations=source_locations,
-            logits_mlp=logits_mlp,
-            logits_linear=logits_linear,
+            logits_mlp=_per_image(logits_mlp),
+            logits_linear=_per_image(logits_linear),
             hidden_states=out_1.hidden_states,
         )
+
+
+def _per_image(logits: torch.Tensor | None) -> torch.Tensor | None:
+    """(2B, C) rows of view 1 then view 2 → (B, 2, C)."""
+    return None if logits is None else torch.stack(logits.chunk(2), dim=1)
 
 
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
@@ -561,6 +575,7 @@ class AMDIMForImageClassification(AMDIMPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.amdim.get_input_embeddings()
 
+    @strict_forward_kwargs
     @can_return_tuple
     def forward(
         self,
@@ -571,7 +586,6 @@ class AMDIMForImageClassification(AMDIMPreTrainedModel):
     ) -> ImageClassifierOutputWithNoAttention:
         """(B, C, H, W) pixels (+ optional labels) → (B, num_labels) logits; integer labels use the original's
         clipped cross-entropy (`amdim_classifier_loss`), other label types transformers' loss for the problem type."""
-        _check_kwargs(self, kwargs)
         outputs = self.amdim(pixel_values, output_hidden_states=output_hidden_states)
         features = outputs.pooler_output
         if self.config.classifier_detach_features:

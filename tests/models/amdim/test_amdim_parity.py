@@ -41,7 +41,7 @@ def test_converted_weights_reproduce_the_original_features_and_losses(name):
     model = AMDIMForPreTraining(config)
     model.load_state_dict(convert_state_dict(state_dict, config), strict=True)
     model.train()  # as the fixture: batch norms use the batch statistics of each view
-    locations = torch.stack([tensors["r5_source_location_idx.0"], tensors["r5_source_location_idx.1"]])
+    locations = torch.stack([tensors["r5_source_location_idx.0"], tensors["r5_source_location_idx.1"]], dim=1)
     with torch.no_grad():
         outputs = model(tensors["x1"], tensors["x2"], source_locations=locations)
     for view, ours in (("x1", outputs.features_1), ("x2", outputs.features_2)):
