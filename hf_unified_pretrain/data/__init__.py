@@ -51,6 +51,7 @@ from .transforms import (
     sample_resized_crop_box,
     to_size_tuple,
 )
+from .two_view import TwoViewCollator, TwoViewTransform
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -67,6 +68,8 @@ __all__ = [
     "SeededRandomness",
     "SkippedImageCounter",
     "SkippedImagesCallback",
+    "TwoViewCollator",
+    "TwoViewTransform",
     "UnreadableImageError",
     "attach_transform",
     "attach_transforms",
