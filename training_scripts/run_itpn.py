@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Pre-train iTPN: a HiViT backbone and its feature pyramid trained together, on pixels or a CLIP teacher's features.
+r"""Pre-train iTPN: a HiViT backbone and its feature pyramid trained together, on pixels or a CLIP teacher's features.
 
 Examples:
 
@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+from transformers import set_seed
 
 import hf_unified_pretrain  # noqa: F401  (registers the model types with the Auto classes)
 from hf_unified_pretrain.data import MaskedImageCollator
-from hf_unified_pretrain.models.itpn import ITPNConfig, ITPNImageProcessor, ITPNModel
+from hf_unified_pretrain.models.itpn import ITPN_PRESETS, ITPNConfig, ITPNImageProcessor, ITPNModel
 from hf_unified_pretrain.teachers import EMATeacher
 from hf_unified_pretrain.teachers.ema_callback import EMACallback
 from hf_unified_pretrain.training import (
@@ -39,6 +42,7 @@ from hf_unified_pretrain.training import (
     parse_args_or_json,
     prepare_datasets,
     resolve_resume_checkpoint,
+    script_description,
     setup_logging,
     train_and_save,
     write_model_card,
@@ -51,12 +55,15 @@ class ITPNArguments:
     """iTPN-specific choices of this script (everything that changes the model itself lives in `ITPNConfig`)."""
 
     preset: str | None = field(
-        default=None, metadata={"help": "Start from an ITPNConfig preset, e.g. itpn-base-pixel, itpn-base-clip."}
+        default=None,
+        metadata={"help": "Start from an ITPNConfig preset (listed at the top of --help), e.g. itpn-base-pixel."},
     )
     mfm_teacher_name_or_path: str | None = field(
         default=None, metadata={"help": "Local folder of a pre-trained iTPN for config.mfm_target='frozen'."}
     )
-    ema_momentum: float = field(default=0.996, metadata={"help": "Start momentum of the EMA teacher (mfm_target=ema)."})
+    ema_momentum: float = field(
+        default=0.996, metadata={"help": "Start momentum of the EMA teacher (mfm_target=ema)."}
+    )
     model_card: bool = field(default=True, metadata={"help": "Write README.md (model card) into output_dir."})
 
 
@@ -74,20 +81,30 @@ def attach_mfm_teacher(model, itpn_args: ITPNArguments) -> list:
     return []
 
 
-def main(args: list[str] | None = None) -> dict[str, float]:
+def setup(args: list[str] | None = None) -> SimpleNamespace:
+    """Everything before training: arguments, logging, seeding, model (+ teachers), data and the Trainer.
+
+    The seed is set before the model is built, so `--seed` fixes the initial weights as well as the data order,
+    the masks and dropout.
+    """
     model_args, data_args, training_args, itpn_args = parse_args_or_json(
-        (ModelArguments, DataArguments, PretrainingArguments, ITPNArguments), args
+        (ModelArguments, DataArguments, PretrainingArguments, ITPNArguments),
+        args,
+        description=script_description(__doc__, ITPN_PRESETS),
     )
     logger = setup_logging(training_args, "run_itpn")
     resume_from = resolve_resume_checkpoint(training_args)
+    set_seed(training_args.seed)
 
     model, image_processor = build_model_and_processor(
-        model_args, config_class=ITPNConfig, processor_class=ITPNImageProcessor, preset=itpn_args.preset,
+        model_args,
+        config_class=ITPNConfig,
+        processor_class=ITPNImageProcessor,
+        preset=itpn_args.preset,
         image_size=data_args.image_size,
     )
     config = model.config
-    is_clip = config.pretraining_target == "clip"
-    if is_clip:
+    if config.pretraining_target == "clip":
         attach_frozen_teacher(model, model_args, image_processor.image_mean, image_processor.image_std)
     callbacks = attach_mfm_teacher(model, itpn_args)
 
@@ -96,15 +113,33 @@ def main(args: list[str] | None = None) -> dict[str, float]:
     grid = (image_size // config.patch_size, image_size // config.patch_size)
     collator = MaskedImageCollator(model.mask_generator(grid), seed=training_args.seed)
     trainer = build_trainer(model, training_args, datasets, collator, image_processor, skipped, callbacks)
-    metrics = train_and_save(trainer, resume_from)
+    return SimpleNamespace(
+        trainer=trainer, resume_from=resume_from, logger=logger, data_args=data_args, itpn_args=itpn_args
+    )
 
+
+def main(args: list[str] | None = None) -> dict[str, float]:
+    run = setup(args)
+    trainer, config = run.trainer, run.trainer.model.config
+    metrics = train_and_save(trainer, run.resume_from)
+
+    is_clip = config.pretraining_target == "clip"
     figure = write_visualisation(trainer, draw_feature_prediction if is_clip else draw_pixel_reconstruction)
     if figure is not None:
-        logger.info("Reconstruction written to %s", figure)
-    if itpn_args.model_card:
-        write_model_card(trainer, data_args, metrics, method="itpn", size=itpn_args.preset or "custom",
-                         recipe={"target": config.pretraining_target, "mask ratio": config.mask_ratio,
-                                 "masked feature modelling": config.mfm_target or "off"})
+        run.logger.info("Reconstruction written to %s", figure)
+    if run.itpn_args.model_card:
+        write_model_card(
+            trainer,
+            run.data_args,
+            metrics,
+            method="itpn",
+            size=run.itpn_args.preset or "custom",
+            recipe={
+                "target": config.pretraining_target,
+                "mask ratio": config.mask_ratio,
+                "masked feature modelling": config.mfm_target or "off",
+            },
+        )
     return metrics
 
 

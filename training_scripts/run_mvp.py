@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Pre-train MVP: a BEiT-style ViT whose block-masked patches predict a frozen CLIP vision teacher's patch features.
+r"""Pre-train MVP: a BEiT-style ViT whose block-masked patches predict a frozen CLIP vision teacher's patch features.
 
 Examples:
 
@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+from transformers import set_seed
 
 import hf_unified_pretrain  # noqa: F401  (registers the model types with the Auto classes)
 from hf_unified_pretrain.data import MaskedImageCollator
-from hf_unified_pretrain.models.mvp import MVPConfig, MVPImageProcessor
+from hf_unified_pretrain.models.mvp import MVP_PRESETS, MVPConfig, MVPImageProcessor
 from hf_unified_pretrain.training import (
     DataArguments,
     ModelArguments,
@@ -32,6 +35,7 @@ from hf_unified_pretrain.training import (
     parse_args_or_json,
     prepare_datasets,
     resolve_resume_checkpoint,
+    script_description,
     setup_logging,
     train_and_save,
     write_model_card,
@@ -44,20 +48,32 @@ class MVPArguments:
     """MVP-specific choices of this script (everything that changes the model itself lives in `MVPConfig`)."""
 
     preset: str | None = field(
-        default=None, metadata={"help": "Start from an MVPConfig preset: tiny, base or large (ignored with a checkpoint)."}
+        default=None,
+        metadata={"help": "Start from an MVPConfig preset: tiny, base or large (ignored with a checkpoint)."},
     )
     model_card: bool = field(default=True, metadata={"help": "Write README.md (model card) into output_dir."})
 
 
-def main(args: list[str] | None = None) -> dict[str, float]:
+def setup(args: list[str] | None = None) -> SimpleNamespace:
+    """Everything before training: arguments, logging, seeding, model + teacher, data and the Trainer.
+
+    The seed is set before the model is built, so `--seed` fixes the initial weights as well as the data order,
+    the masks and dropout.
+    """
     model_args, data_args, training_args, mvp_args = parse_args_or_json(
-        (ModelArguments, DataArguments, PretrainingArguments, MVPArguments), args
+        (ModelArguments, DataArguments, PretrainingArguments, MVPArguments),
+        args,
+        description=script_description(__doc__, MVP_PRESETS),
     )
     logger = setup_logging(training_args, "run_mvp")
     resume_from = resolve_resume_checkpoint(training_args)
+    set_seed(training_args.seed)
 
     model, image_processor = build_model_and_processor(
-        model_args, config_class=MVPConfig, processor_class=MVPImageProcessor, preset=mvp_args.preset,
+        model_args,
+        config_class=MVPConfig,
+        processor_class=MVPImageProcessor,
+        preset=mvp_args.preset,
         image_size=data_args.image_size,
     )
     config = model.config
@@ -68,14 +84,33 @@ def main(args: list[str] | None = None) -> dict[str, float]:
     mask_generator = model.mask_generator(config.grid_size)
     collator = MaskedImageCollator(mask_generator, seed=training_args.seed)
     trainer = build_trainer(model, training_args, datasets, collator, image_processor, skipped)
-    metrics = train_and_save(trainer, resume_from)
+    return SimpleNamespace(
+        trainer=trainer,
+        resume_from=resume_from,
+        logger=logger,
+        data_args=data_args,
+        mvp_args=mvp_args,
+        mask_generator=mask_generator,
+    )
+
+
+def main(args: list[str] | None = None) -> dict[str, float]:
+    run = setup(args)
+    trainer, config = run.trainer, run.trainer.model.config
+    metrics = train_and_save(trainer, run.resume_from)
 
     figure = write_visualisation(trainer, draw_feature_prediction)
     if figure is not None:
-        logger.info("Prediction map written to %s", figure)
-    if mvp_args.model_card:
-        write_model_card(trainer, data_args, metrics, method="mvp", size=mvp_args.preset or "custom",
-                         recipe={"masked patches": mask_generator.num_masked, "loss": config.loss_type})
+        run.logger.info("Prediction map written to %s", figure)
+    if run.mvp_args.model_card:
+        write_model_card(
+            trainer,
+            run.data_args,
+            metrics,
+            method="mvp",
+            size=run.mvp_args.preset or "custom",
+            recipe={"masked patches": run.mask_generator.num_masked, "loss": config.loss_type},
+        )
     return metrics
 
 

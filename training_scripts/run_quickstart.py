@@ -42,15 +42,23 @@ def main(extra: list[str]) -> None:
             output_dir = Path(extra[index + 1])
     output_dir = output_dir.resolve()
     print("\n" + "=" * 80)
-    print(f"Quickstart finished in {time.perf_counter() - start:.0f} s "
-          f"(train loss {metrics.get('train_loss', float('nan')):.4f}, eval loss {metrics.get('eval_loss', float('nan')):.4f})")
-    for label, name in (("checkpoint (safetensors)", "model.safetensors"), ("config", "config.json"),
-                        ("loss curve", "loss_curve.png"), ("reconstruction", "reconstruction.png"),
-                        ("model card", "README.md")):
+    print(
+        f"Quickstart finished in {time.perf_counter() - start:.0f} s "
+        f"(train loss {metrics.get('train_loss', float('nan')):.4f}, eval loss {metrics.get('eval_loss', float('nan')):.4f})"
+    )
+    for label, name in (
+        ("checkpoint (safetensors)", "model.safetensors"),
+        ("config", "config.json"),
+        ("loss curve", "loss_curve.png"),
+        ("reconstruction", "reconstruction.png"),
+        ("model card", "README.md"),
+    ):
         path = output_dir / name
         print(f"  {label:<26} {path}{'' if path.exists() else '  (missing!)'}")
-    print("Load it with:  import hf_unified_pretrain; from transformers import AutoModel; "
-          f"AutoModel.from_pretrained('{output_dir}')")
+    print(
+        "Load it with:  import hf_unified_pretrain; from transformers import AutoModel; "
+        f"AutoModel.from_pretrained('{output_dir}')"
+    )
     print("=" * 80)
 
 

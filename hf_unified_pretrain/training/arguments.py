@@ -8,14 +8,17 @@ accepts either command-line flags or a single JSON recipe file (`python run_mvp.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import HfArgumentParser, SchedulerType, TrainingArguments
+from transformers.training_args import OptimizerNames
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +144,23 @@ class DataArguments:
         }
 
 
+def training_device_type(use_cpu: bool = False) -> str:
+    """ "cpu" without an accelerator (or with `use_cpu`), else the accelerator's type ("cuda", "mps", "xpu", ...)."""
+    if use_cpu or not torch.accelerator.is_available():
+        return "cpu"
+    return torch.accelerator.current_accelerator().type
+
+
+def fused_adamw_available(device_type: str) -> bool:
+    """Whether this torch build has the fused AdamW kernel for `device_type` (tried on a one-element parameter)."""
+    try:
+        parameter = torch.zeros(1, device=device_type, requires_grad=True)
+        torch.optim.AdamW([parameter], fused=True)
+    except (RuntimeError, ValueError, TypeError):
+        return False
+    return True
+
+
 @dataclass
 class PretrainingArguments(TrainingArguments):
     """`TrainingArguments` with pre-training defaults, a scaled base learning rate and layer-wise LR decay.
@@ -148,7 +168,9 @@ class PretrainingArguments(TrainingArguments):
     Defaults differing from `TrainingArguments`: `remove_unused_columns=False` (the `set_transform` pattern needs
     the raw image column), `label_names=["pixel_values"]` (label-free models otherwise get no `eval_loss`),
     `prediction_loss_only=True` (evaluation never gathers predictions/hidden states), `weight_decay=0.05`,
-    `adam_beta2=0.95` (MAE/BEiT), cosine schedule.
+    `adam_beta2=0.95` (MAE/BEiT), cosine schedule. The fused AdamW (`--optim adamw_torch_fused`, transformers'
+    default) falls back to `adamw_torch` where the device has no fused kernel, and `dataloader_pin_memory` is
+    turned off without an accelerator (it only speeds up host-to-accelerator copies).
     """
 
     base_learning_rate: float | None = field(
@@ -189,6 +211,13 @@ class PretrainingArguments(TrainingArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        device_type = training_device_type(self.use_cpu)
+        if device_type == "cpu" and self.dataloader_pin_memory:
+            # Pinned memory only speeds up copies to an accelerator; without one the DataLoader warns every run.
+            self.dataloader_pin_memory = False
+        if self.optim == OptimizerNames.ADAMW_TORCH_FUSED and not fused_adamw_available(device_type):
+            logger.info("Fused AdamW is not available on %s: using --optim adamw_torch.", device_type)
+            self.optim = OptimizerNames.ADAMW_TORCH
         if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
             raise ValueError(f"--layer_decay must be in (0, 1], got {self.layer_decay}.")
         if self.base_learning_rate is not None:
@@ -209,21 +238,49 @@ class PretrainingArguments(TrainingArguments):
         return self.train_batch_size * self.gradient_accumulation_steps * self.world_size
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults (as HfArgumentParser does) and keeps the description's own line breaks (examples)."""
+
+
+def script_description(doc: str, presets: Iterable[str] = ()) -> str:
+    """A run script's `--help` text: its module docstring, then the names of its presets.
+
+    Args:
+        doc: The script's `__doc__` (what it does, examples).
+        presets: Names accepted by `--preset`.
+    """
+    text = doc.strip()
+    names = sorted(presets)
+    if names:
+        text += f"\n\nPresets (--preset NAME): {', '.join(names)}."
+    return text
+
+
 def parse_args_or_json(
     dataclass_types: Sequence[type] = (ModelArguments, DataArguments, PretrainingArguments),
     args: Sequence[str] | None = None,
+    description: str | None = None,
 ) -> tuple[Any, ...]:
     """Parses command-line flags, or a single `.json` recipe file given as the only argument.
 
     Args:
         dataclass_types: the dataclasses to fill, in the order they are returned.
         args: the argument list (default: `sys.argv[1:]`).
+        description: what `--help` shows first (see `script_description`), under a one-line usage.
 
     Returns:
         One instance per dataclass type. Unknown keys in a JSON recipe are an error (typos do not pass silently).
     """
     args = list(sys.argv[1:] if args is None else args)
-    parser = HfArgumentParser(tuple(dataclass_types))
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "run_script.py"
+    parser = HfArgumentParser(
+        tuple(dataclass_types),
+        description=description,
+        # the full usage lists every TrainingArguments flag: keep it to one line so that --help opens with the
+        # description
+        usage=f"{program} [--flag value ...] | {program} recipe.json",
+        formatter_class=_HelpFormatter,
+    )
     if len(args) == 1 and args[0].endswith(".json"):
         recipe = Path(args[0])
         if not recipe.is_file():

@@ -93,6 +93,85 @@ def _mask_image(mask: torch.Tensor, grid: tuple[int, int], patch_size: int) -> t
     return F.interpolate(mask, scale_factor=patch_size, mode="nearest")
 
 
+# Per-patch z-scores are drawn as 0.5 + z * Z_SCORE_DISPLAY_SCALE (clipped): z = +-2 spans the grey range.
+Z_SCORE_DISPLAY_SCALE = 0.25
+RAW_PREDICTION_LABEL = "prediction, raw\n(per-patch z-scores)"
+NORMALISED_TARGET_LABEL = "target, per-patch normalised\n(what the loss compares)"
+DENORMALISED_LABEL = "prediction de-normalised\n(borrows each true patch's mean/std)"
+
+
+def _z_display(patches: torch.Tensor, grid: tuple[int, int], patch_size: int, channels: int) -> np.ndarray:
+    """(B, N, p·p·C) per-patch z-scores → (B, H, W, 3) in [0, 1] on a fixed scale (no statistics borrowed)."""
+    images = unpatchify(patches, patch_size, grid, channels)
+    images = (0.5 + Z_SCORE_DISPLAY_SCALE * images).clamp(0, 1)
+    if channels == 1:
+        images = images.repeat(1, 3, 1, 1)
+    return images[:, :3].permute(0, 2, 3, 1).numpy()
+
+
+def reconstruction_panels(
+    pixel_values: torch.Tensor,
+    bool_masked_pos: torch.Tensor,
+    grid: tuple[int, int],
+    patch_size: int,
+    reconstruction: torch.Tensor,
+    norm_pix_loss: bool = False,
+    image_mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
+    image_std: Sequence[float] = IMAGENET_DEFAULT_STD,
+) -> list[tuple[str, np.ndarray]]:
+    """The labelled (B, H, W, 3) arrays `plot_reconstruction` draws for a pixel-target model, left to right.
+
+    Without `norm_pix_loss`: original | masked | reconstruction | reconstruction + visible. With it the model
+    predicts per-patch standardised pixels, and the de-normalised picture borrows each true patch's mean and
+    spread, so it looks plausible even for an untrained model (a zero prediction becomes each patch's flat mean
+    colour). The figure therefore also shows the normalised target and the raw prediction on one fixed z-score
+    scale (`0.5 + z / 4`), where an uninformative prediction stays flat grey:
+    original | masked | target, per-patch normalised | prediction, raw | prediction de-normalised | + visible.
+
+    Args:
+        pixel_values: (B, C, H, W) normalised model input.
+        bool_masked_pos: (B, N) bool, True = masked.
+        grid: (h, w) patch grid.
+        patch_size: p.
+        reconstruction: (B, C, H, W) normalised pixels or (B, N, p·p·C) patch predictions (MAE layout).
+        norm_pix_loss: The patch predictions are per-patch standardised (MAE's norm_pix_loss).
+        image_mean / image_std: The input normalisation (undone for display).
+
+    Returns:
+        `[(label, (B, H, W, 3) floats in [0, 1]), ...]`.
+    """
+    batch, channels = pixel_values.shape[:2]
+    num_patches = grid[0] * grid[1]
+    original = _to_display(pixel_values, image_mean, image_std)
+    mask_pixels = _mask_image(bool_masked_pos.reshape(batch, -1), grid, patch_size).permute(0, 2, 3, 1).numpy()
+    masked = original * (1 - mask_pixels) + 0.5 * mask_pixels
+    reconstruction = reconstruction.detach().float().cpu()
+    raw_panels: list[tuple[str, np.ndarray]] = []
+    label = "reconstruction"
+    if reconstruction.dim() == 3:
+        if reconstruction.shape[1] != num_patches:
+            raise ValueError(f"reconstruction has {reconstruction.shape[1]} patches, expected {num_patches}.")
+        if norm_pix_loss:
+            patches = patchify(pixel_values.float(), patch_size)
+            mean, var = patches.mean(dim=-1, keepdim=True), patches.var(dim=-1, keepdim=True)
+            target = (patches - mean) / (var + 1e-6) ** 0.5
+            raw_panels = [
+                (NORMALISED_TARGET_LABEL, _z_display(target, grid, patch_size, channels)),
+                (RAW_PREDICTION_LABEL, _z_display(reconstruction, grid, patch_size, channels)),
+            ]
+            reconstruction = reconstruction * (var + 1e-6) ** 0.5 + mean
+            label = DENORMALISED_LABEL
+        reconstruction = unpatchify(reconstruction, patch_size, grid, channels)
+    predicted = _to_display(reconstruction, image_mean, image_std)
+    return [
+        ("original", original),
+        ("masked", masked),
+        *raw_panels,
+        (label, predicted),
+        (f"{label.split(chr(10))[0]}\n+ visible patches", original * (1 - mask_pixels) + predicted * mask_pixels),
+    ]
+
+
 def plot_reconstruction(
     pixel_values: torch.Tensor,
     bool_masked_pos: torch.Tensor,
@@ -110,8 +189,9 @@ def plot_reconstruction(
 ) -> Path:
     """Writes a grid PNG showing what a masked-image model sees and predicts, one row per image.
 
-    Pixel-target models (pass `reconstruction`): original | masked input | reconstruction | reconstruction with
-    the visible patches pasted back. Feature-target models (pass `predictions` and `targets`): original | mask
+    Pixel-target models (pass `reconstruction`): the panels of `reconstruction_panels` (with `norm_pix_loss` the
+    raw prediction and the normalised target are drawn beside the de-normalised prediction, and labelled as
+    such). Feature-target models (pass `predictions` and `targets`): original | mask
     overlay | per-patch cosine similarity of prediction vs target (masked patches outlined).
 
     Args:
@@ -120,8 +200,8 @@ def plot_reconstruction(
         path: PNG file to write.
         patch_size: p.
         reconstruction: (B, C, H, W) normalised pixels or (B, N, p·p·C) patch predictions (MAE layout).
-        norm_pix_loss: the patch predictions are per-patch standardised targets; they are mapped back with each
-            original patch's mean and (unbiased) variance, as MAE's visualisation does.
+        norm_pix_loss: the patch predictions are per-patch standardised targets; they are shown raw and mapped
+            back with each original patch's mean and (unbiased) variance, as MAE's visualisation does.
         predictions / targets: (B, N, D) predicted and target features.
         image_mean / image_std: the input normalisation (undone for display).
         max_images: rows to draw at most.
@@ -134,7 +214,7 @@ def plot_reconstruction(
         raise ValueError(
             "Pass either `reconstruction` (pixel targets) or both `predictions` and `targets` (features)."
         )
-    batch, channels, height, width = pixel_values.shape
+    batch, _, height, width = pixel_values.shape
     if height % patch_size or width % patch_size:
         raise ValueError(f"Image size {height}x{width} is not divisible by patch_size={patch_size}.")
     grid = (height // patch_size, width // patch_size)
@@ -149,22 +229,9 @@ def plot_reconstruction(
     masked = original * (1 - mask_pixels) + 0.5 * mask_pixels
 
     if reconstruction is not None:
-        reconstruction = reconstruction[:rows].detach().float().cpu()
-        if reconstruction.dim() == 3:
-            if reconstruction.shape[1] != num_patches:
-                raise ValueError(f"reconstruction has {reconstruction.shape[1]} patches, expected {num_patches}.")
-            if norm_pix_loss:
-                patches = patchify(pixel_values, patch_size)
-                mean, var = patches.mean(dim=-1, keepdim=True), patches.var(dim=-1, keepdim=True)
-                reconstruction = reconstruction * (var + 1e-6) ** 0.5 + mean
-            reconstruction = unpatchify(reconstruction, patch_size, grid, channels)
-        predicted = _to_display(reconstruction, image_mean, image_std)
-        panels = [
-            ("original", original),
-            ("masked", masked),
-            ("reconstruction", predicted),
-            ("reconstruction + visible", original * (1 - mask_pixels) + predicted * mask_pixels),
-        ]
+        panels = reconstruction_panels(
+            pixel_values, mask, grid, patch_size, reconstruction[:rows], norm_pix_loss, image_mean, image_std
+        )
         heat = None
     else:
         predictions, targets = predictions[:rows].detach().float().cpu(), targets[:rows].detach().float().cpu()

@@ -14,8 +14,21 @@ from transformers import AutoModel, AutoModelForPreTraining
 import hf_unified_pretrain  # noqa: F401
 from tests.scripts.conftest import SCRIPTS, load_script
 
-COMMON = ["--do_train", "--per_device_train_batch_size", "4", "--embedded_num_images", "24", "--logging_steps", "1",
-          "--save_steps", "2", "--report_to", "none", "--seed", "0"]
+COMMON = [
+    "--do_train",
+    "--per_device_train_batch_size",
+    "4",
+    "--embedded_num_images",
+    "24",
+    "--logging_steps",
+    "1",
+    "--save_steps",
+    "2",
+    "--report_to",
+    "none",
+    "--seed",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +37,36 @@ def clip_teacher_2x2(tmp_path_factory):
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     folder = tmp_path_factory.mktemp("clip_2x2")
-    CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                                   num_attention_heads=2, image_size=32, patch_size=16,
-                                                   projection_dim=16)).save_pretrained(folder)
+    CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=16,
+            projection_dim=16,
+        )
+    ).save_pretrained(folder)
     return folder
 
 
 def test_quickstart_main_job_writes_checkpoint_curve_and_reconstruction(tmp_path, capsys):
     load_script("run_quickstart")["main"](
-        ["--output_dir", str(tmp_path), "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2",
-         "--logging_steps", "1", "--embedded_num_images", "48"]
+        [
+            "--output_dir",
+            str(tmp_path),
+            "--max_steps",
+            "4",
+            "--eval_steps",
+            "2",
+            "--save_steps",
+            "2",
+            "--logging_steps",
+            "1",
+            "--embedded_num_images",
+            "48",
+        ]
     )
     printed = capsys.readouterr().out
     for name in ("model.safetensors", "loss_curve.png", "reconstruction.png", "README.md"):
@@ -47,8 +80,19 @@ def test_quickstart_main_job_writes_checkpoint_curve_and_reconstruction(tmp_path
 
 def test_run_itpn_clip_target_keeps_teacher_out_of_checkpoint(tmp_path, clip_teacher_2x2):
     load_script("run_itpn")["main"](
-        ["--preset", "itpn-tiny-test", "--config_overrides", "pretraining_target=clip,use_relative_position_bias=true",
-         "--teacher_name_or_path", str(clip_teacher_2x2), "--output_dir", str(tmp_path), "--max_steps", "2", *COMMON]
+        [
+            "--preset",
+            "itpn-tiny-test",
+            "--config_overrides",
+            "pretraining_target=clip,use_relative_position_bias=true",
+            "--teacher_name_or_path",
+            str(clip_teacher_2x2),
+            "--output_dir",
+            str(tmp_path),
+            "--max_steps",
+            "2",
+            *COMMON,
+        ]
     )
     with safe_open(str(tmp_path / "model.safetensors"), "pt") as weights:
         keys = list(weights.keys())
@@ -62,8 +106,15 @@ def test_run_itpn_clip_target_keeps_teacher_out_of_checkpoint(tmp_path, clip_tea
 
 def test_run_itpn_mfm_with_ema_teacher_saves_and_resumes_its_state(tmp_path):
     main = load_script("run_itpn")["main"]
-    args = ["--preset", "itpn-tiny-test", "--config_overrides", "mfm_target=ema", "--output_dir", str(tmp_path),
-            *COMMON]
+    args = [
+        "--preset",
+        "itpn-tiny-test",
+        "--config_overrides",
+        "mfm_target=ema",
+        "--output_dir",
+        str(tmp_path),
+        *COMMON,
+    ]
     main([*args, "--max_steps", "2"])
     assert (tmp_path / "checkpoint-2" / "ema_teacher.safetensors").exists()
     history = json.loads((tmp_path / "trainer_state.json").read_text())["log_history"]
@@ -72,16 +123,35 @@ def test_run_itpn_mfm_with_ema_teacher_saves_and_resumes_its_state(tmp_path):
     state = json.loads((tmp_path / "trainer_state.json").read_text())
     assert state["global_step"] == 4 and (tmp_path / "checkpoint-4" / "ema_teacher.safetensors").exists()
     with safe_open(str(tmp_path / "model.safetensors"), "pt") as weights:
-        assert not any("ema" in key or "teacher" in key for key in weights.keys())
+        assert not any("ema" in key or "teacher" in key for key in weights.keys())  # noqa: SIM118 (safe_open has no __iter__)
 
 
 def test_run_itpn_under_accelerate_launch_with_two_processes(tmp_path):
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               str(SCRIPTS / "run_itpn.py"), "--preset", "itpn-tiny-test", "--output_dir", str(tmp_path),
-               "--max_steps", "2", "--use_cpu", *COMMON]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(SCRIPTS / "run_itpn.py"),
+        "--preset",
+        "itpn-tiny-test",
+        "--output_dir",
+        str(tmp_path),
+        "--max_steps",
+        "2",
+        "--use_cpu",
+        *COMMON,
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    completed = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=600)
     assert completed.returncode == 0, completed.stderr[-4000:]
     assert "Process rank: 1" in completed.stdout + completed.stderr
     assert json.loads((tmp_path / "trainer_state.json").read_text())["global_step"] == 2

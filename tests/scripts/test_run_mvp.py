@@ -18,9 +18,28 @@ from tests.scripts.conftest import SCRIPTS, load_script
 
 
 def _args(output_dir, teacher, *extra):
-    return ["--preset", "tiny", "--teacher_name_or_path", str(teacher), "--output_dir", str(output_dir),
-            "--do_train", "--per_device_train_batch_size", "4", "--embedded_num_images", "24",
-            "--logging_steps", "1", "--save_steps", "2", "--report_to", "none", "--seed", "0", *extra]
+    return [
+        "--preset",
+        "tiny",
+        "--teacher_name_or_path",
+        str(teacher),
+        "--output_dir",
+        str(output_dir),
+        "--do_train",
+        "--per_device_train_batch_size",
+        "4",
+        "--embedded_num_images",
+        "24",
+        "--logging_steps",
+        "1",
+        "--save_steps",
+        "2",
+        "--report_to",
+        "none",
+        "--seed",
+        "0",
+        *extra,
+    ]
 
 
 def test_run_mvp_writes_a_loadable_teacher_free_checkpoint(tmp_path, tiny_clip_teacher):
@@ -28,8 +47,15 @@ def test_run_mvp_writes_a_loadable_teacher_free_checkpoint(tmp_path, tiny_clip_t
         _args(tmp_path, tiny_clip_teacher, "--max_steps", "4", "--do_eval", "--per_device_eval_batch_size", "4")
     )
     assert metrics["train_loss"] > 0 and "eval_loss" in metrics
-    for name in ("model.safetensors", "config.json", "preprocessor_config.json", "loss_curve.png",
-                 "reconstruction.png", "README.md", "checkpoint-4"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "preprocessor_config.json",
+        "loss_curve.png",
+        "reconstruction.png",
+        "README.md",
+        "checkpoint-4",
+    ):
         assert (tmp_path / name).exists(), name
     with safe_open(str(tmp_path / "model.safetensors"), "pt") as weights:
         keys = list(weights.keys())
@@ -74,11 +100,24 @@ def test_run_mvp_missing_teacher_folder_is_a_clear_error(tmp_path):
 
 def test_run_mvp_under_accelerate_launch_with_two_processes(tmp_path, tiny_clip_teacher):
     # On machines without GPUs, accelerate forms a gloo process group only when the script runs with --use_cpu.
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               str(SCRIPTS / "run_mvp.py"), *_args(tmp_path, tiny_clip_teacher, "--max_steps", "2", "--use_cpu")]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(SCRIPTS / "run_mvp.py"),
+        *_args(tmp_path, tiny_clip_teacher, "--max_steps", "2", "--use_cpu"),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    completed = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=600)
     assert completed.returncode == 0, completed.stderr[-4000:]
     log = completed.stdout + completed.stderr
     assert "Process rank: 1" in log and "distributed training: True" in log
@@ -91,10 +130,23 @@ def test_run_mvp_under_accelerate_launch_with_two_processes(tmp_path, tiny_clip_
 
 
 def test_multi_process_launch_without_process_group_is_refused(tmp_path, tiny_clip_teacher):
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               str(SCRIPTS / "run_mvp.py"), *_args(tmp_path, tiny_clip_teacher, "--max_steps", "1")]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(SCRIPTS / "run_mvp.py"),
+        *_args(tmp_path, tiny_clip_teacher, "--max_steps", "1"),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    completed = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=600)
     assert completed.returncode != 0
     assert "did not form a process group" in completed.stderr and "--use_cpu" in completed.stderr

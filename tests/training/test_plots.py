@@ -7,9 +7,15 @@ import pytest
 import torch
 from PIL import Image
 
-from hf_unified_pretrain.objectives import normalize_patches, patchify
+from hf_unified_pretrain.objectives import normalize_patches, patchify, unpatchify
 from hf_unified_pretrain.training import plot_reconstruction
-from hf_unified_pretrain.training.plots import _to_display
+from hf_unified_pretrain.training.plots import (
+    DENORMALISED_LABEL,
+    NORMALISED_TARGET_LABEL,
+    RAW_PREDICTION_LABEL,
+    _to_display,
+    reconstruction_panels,
+)
 
 MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
 
@@ -46,22 +52,19 @@ def test_pixel_reconstruction_grid(tmp_path):
     assert np.unique(image.reshape(-1, 3), axis=0).shape[0] > 100
 
 
-def test_norm_pix_predictions_are_mapped_back_to_the_image(tmp_path):
-    """Perfect per-patch-normalised predictions rebuild the original; the figure then shows it twice."""
+def test_norm_pix_figure_draws_six_labelled_panels(tmp_path):
     pixel_values, mask = _inputs(batch=1)
     perfect = normalize_patches(patchify(pixel_values, 8))
     common = dict(patch_size=8, image_mean=MEAN, image_std=STD)
-
-    perfect_png = _png(
+    norm_png = _png(
         plot_reconstruction(
             pixel_values, mask, tmp_path / "a.png", reconstruction=perfect, norm_pix_loss=True, **common
         )
     )
-    direct_png = _png(
+    plain_png = _png(
         plot_reconstruction(pixel_values, mask, tmp_path / "b.png", reconstruction=pixel_values, **common)
     )
-
-    assert np.abs(perfect_png.astype(int) - direct_png.astype(int)).max() <= 2
+    assert norm_png.shape[1] == plain_png.shape[1] * 6 // 4  # two more panels: normalised target, raw prediction
 
 
 def test_feature_target_grid(tmp_path):
@@ -103,3 +106,61 @@ def test_bad_arguments(tmp_path):
             predictions=torch.randn(3, 4, 5),
             targets=torch.randn(3, 4, 5),
         )
+
+
+def _non_square_inputs():
+    # a 2x3 patch grid (16 x 24 pixels), patches of 8, an asymmetric mask
+    pixel_values = torch.rand(2, 3, 16, 24, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    mask = torch.tensor([[True, False, False, True, True, False], [False, True, False, False, False, True]])
+    return pixel_values, mask
+
+
+def test_norm_pix_panels_show_the_raw_prediction_labelled_beside_the_de_normalised_one():
+    pixel_values, mask = _non_square_inputs()
+    untrained = torch.zeros(2, 6, 8 * 8 * 3)  # predicts z = 0 everywhere: knows nothing about the image
+    panels = reconstruction_panels(pixel_values, mask, (2, 3), 8, untrained, True, MEAN, STD)
+    labels = [label for label, _ in panels]
+    assert labels == [
+        "original",
+        "masked",
+        NORMALISED_TARGET_LABEL,
+        RAW_PREDICTION_LABEL,
+        DENORMALISED_LABEL,
+        "prediction de-normalised\n+ visible patches",
+    ]
+    assert "raw" in RAW_PREDICTION_LABEL and "borrows each true patch's mean" in DENORMALISED_LABEL
+    arrays = dict(panels)
+    assert all(array.shape == (2, 16, 24, 3) for array in arrays.values())
+    # the raw prediction of an untrained model is flat grey: it shows that nothing was learned ...
+    np.testing.assert_allclose(arrays[RAW_PREDICTION_LABEL], 0.5)
+    # ... while the de-normalised picture shows every patch at its true mean (over its p*p*C values, as MAE's
+    # norm_pix_loss normalises), borrowed from the target
+    display = _to_display(pixel_values, MEAN, STD)
+    patch_means = display.reshape(2, 2, 8, 3, 8, 3).mean(axis=(2, 4, 5))  # (B, h, w)
+    expected = np.repeat(np.repeat(patch_means, 8, axis=1), 8, axis=2)[..., None].repeat(3, axis=-1)
+    np.testing.assert_allclose(arrays[DENORMALISED_LABEL], np.clip(expected, 0, 1), atol=1e-5)
+    # the normalised target is drawn on the same fixed z scale: 0.5 + z / 4 of each pixel within its patch
+    z = normalize_patches(patchify(pixel_values, 8))
+    z_image = unpatchify(0.5 + 0.25 * z, 8, (2, 3), 3).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(arrays[NORMALISED_TARGET_LABEL], z_image, atol=1e-6)
+
+
+def test_a_perfect_norm_pix_prediction_matches_its_target_in_both_spaces():
+    pixel_values, mask = _non_square_inputs()
+    perfect = normalize_patches(patchify(pixel_values, 8))
+    arrays = dict(reconstruction_panels(pixel_values, mask, (2, 3), 8, perfect, True, MEAN, STD))
+    np.testing.assert_allclose(arrays[RAW_PREDICTION_LABEL], arrays[NORMALISED_TARGET_LABEL], atol=1e-6)
+    np.testing.assert_allclose(arrays[DENORMALISED_LABEL], arrays["original"], atol=1e-4)
+    pasted = arrays["prediction de-normalised\n+ visible patches"]
+    np.testing.assert_allclose(pasted, arrays["original"], atol=1e-4)
+
+
+def test_without_norm_pix_loss_the_prediction_is_drawn_as_is():
+    pixel_values, mask = _non_square_inputs()
+    prediction = patchify(pixel_values, 8) * 0.5
+    arrays = dict(reconstruction_panels(pixel_values, mask, (2, 3), 8, prediction, False, MEAN, STD))
+    assert list(arrays) == ["original", "masked", "reconstruction", "reconstruction\n+ visible patches"]
+    np.testing.assert_allclose(arrays["reconstruction"], _to_display(pixel_values * 0.5, MEAN, STD), atol=1e-6)
+    masked_pixels = np.repeat(np.repeat(mask.view(2, 2, 3).numpy(), 8, axis=1), 8, axis=2)
+    np.testing.assert_allclose(arrays["masked"][masked_pixels], 0.5)
+    np.testing.assert_allclose(arrays["masked"][~masked_pixels], arrays["original"][~masked_pixels])
