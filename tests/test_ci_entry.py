@@ -17,6 +17,7 @@ from tests.conftest import REPO_ROOT
 
 README_TEST_COMMAND = (
     'python3 -m venv .venv && .venv/bin/pip install -q torch==2.13.0 -e ".[dev]" && '
+    ".venv/bin/ruff check . && .venv/bin/ruff format --check . && "
     "HF_HUB_OFFLINE=1 .venv/bin/python -m pytest tests"
 )
 CI_RUN = REPO_ROOT / ".ci" / "run"
@@ -31,6 +32,11 @@ cat > .venv/bin/pip <<'PIP'
 echo "pip $* | cwd=$PWD" >> "$STUB_LOG"
 exit "${STUB_PIP_EXIT:-0}"
 PIP
+cat > .venv/bin/ruff <<'RUFF'
+#!/usr/bin/env bash
+echo "ruff $* | cwd=$PWD" >> "$STUB_LOG"
+exit "${STUB_RUFF_EXIT:-0}"
+RUFF
 cat > .venv/bin/python <<'PY'
 #!/usr/bin/env bash
 if [ "$1" = "-c" ]; then
@@ -41,7 +47,7 @@ fi
 echo "python $* | HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-unset} | cwd=$PWD" >> "$STUB_LOG"
 exit "${STUB_PYTEST_EXIT:-0}"
 PY
-chmod +x .venv/bin/pip .venv/bin/python
+chmod +x .venv/bin/pip .venv/bin/ruff .venv/bin/python
 """
 
 
@@ -98,16 +104,27 @@ def test_ci_run_executes_the_command_from_the_repo_root_then_reports_versions(tm
     assert calls == [
         f"python3 -m venv .venv | cwd={repo}",
         f"pip install -q torch==2.13.0 -e .[dev] | cwd={repo}",
+        f"ruff check . | cwd={repo}",
+        f"ruff format --check . | cwd={repo}",
         f"python -m pytest tests | HF_HUB_OFFLINE=1 | cwd={repo}",
         f"versions-query | cwd={repo}",
     ]
     assert "transformers stub" in result.stdout
 
 
-@pytest.mark.parametrize("failing_stage", ["STUB_PYTEST_EXIT", "STUB_PIP_EXIT"])
+@pytest.mark.parametrize("failing_stage", ["STUB_PYTEST_EXIT", "STUB_RUFF_EXIT", "STUB_PIP_EXIT"])
 def test_ci_run_propagates_failures_and_still_reports_versions(tmp_path, failing_stage):
     result, calls, _ = _run_ci_in_fake_repo(tmp_path, **{failing_stage: "3"})
     assert result.returncode == 3
     assert calls[-1].startswith("versions-query")
+    ran_ruff = any(call.startswith("ruff check") for call in calls)
     ran_pytest = any(call.startswith("python -m pytest") for call in calls)
+    assert ran_ruff == (failing_stage != "STUB_PIP_EXIT")  # style checks run first, right after the install
     assert ran_pytest == (failing_stage == "STUB_PYTEST_EXIT")
+
+
+def test_the_dev_extra_installs_the_ruff_the_ci_command_calls():
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    dev_extra = pyproject.split("\ndev = [", 1)[1].split("]", 1)[0]  # tomllib is 3.11+, the package supports 3.10
+    assert '"ruff' in dev_extra
+    assert ".venv/bin/ruff check ." in README_TEST_COMMAND
