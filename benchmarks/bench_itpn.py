@@ -18,18 +18,35 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Row, main  # noqa: E402
+from harness import Row, main
 
 BATCH = 8
 # name: (image size, ITPNConfig fields, ViTMAEConfig fields of the reference of that size)
 SIZES = {
     "tiny": (
         64,
-        dict(hidden_size=128, stage1_depth=1, stage2_depth=1, num_hidden_layers=4, num_attention_heads=4, fpn_dim=64,
-             fpn_depth=1, decoder_hidden_size=64, decoder_num_hidden_layers=2, decoder_num_attention_heads=4),
-        dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512,
-             decoder_hidden_size=64, decoder_num_hidden_layers=2, decoder_num_attention_heads=4,
-             decoder_intermediate_size=256),
+        dict(
+            hidden_size=128,
+            stage1_depth=1,
+            stage2_depth=1,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            fpn_dim=64,
+            fpn_depth=1,
+            decoder_hidden_size=64,
+            decoder_num_hidden_layers=2,
+            decoder_num_attention_heads=4,
+        ),
+        dict(
+            hidden_size=128,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            intermediate_size=512,
+            decoder_hidden_size=64,
+            decoder_num_hidden_layers=2,
+            decoder_num_attention_heads=4,
+            decoder_intermediate_size=256,
+        ),
     ),
     "base": (224, dict(), dict()),  # itpn-base-pixel preset (HiViT-B, FPN 256x2, decoder 512d8b) vs vit-mae-base
 }
@@ -78,8 +95,13 @@ def build_backbone(size: str, attention: str):
     from hf_unified_pretrain.models.itpn import ITPNBackbone, ITPNConfig
 
     _, fields, _ = SIZES[size]
-    config = ITPNConfig.from_preset("itpn-base-pixel", image_size=224, drop_path_rate=0.0,
-                                    out_features=["stage1", "stage2", "stage3", "stage4"], **fields)
+    config = ITPNConfig.from_preset(
+        "itpn-base-pixel",
+        image_size=224,
+        drop_path_rate=0.0,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+        **fields,
+    )
     model = ITPNBackbone._from_config(config, attn_implementation=attention).eval()
     pixel_values = torch.randn(BATCH, 3, 224, 224)
 
@@ -103,4 +125,6 @@ for _size in SIZES:
     ]
 
 if __name__ == "__main__":
-    main(ROWS, "iTPN pre-training step (batch 8; ratios vs ViTMAE sdpa of the same size) and backbone forward at 224 px")
+    main(
+        ROWS, "iTPN pre-training step (batch 8; ratios vs ViTMAE sdpa of the same size) and backbone forward at 224 px"
+    )

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Row, main  # noqa: E402
+from harness import Row, main
 
 BATCH = 8
 SIZES = {
@@ -37,16 +37,24 @@ def _mask(image_size: int, num_masked: int) -> torch.Tensor:
     from hf_unified_pretrain.masking import block_mask
 
     grid = image_size // 16
-    return block_mask(BATCH, grid, num_masked, min_block_tokens=min(16, num_masked),
-                      generator=torch.Generator().manual_seed(0))
+    return block_mask(
+        BATCH, grid, num_masked, min_block_tokens=min(16, num_masked), generator=torch.Generator().manual_seed(0)
+    )
 
 
 def build_mvp(size: str, attention: str, with_teacher: bool = False):
     from hf_unified_pretrain.models.mvp import MVPConfig, MVPForPreTraining
 
     image_size, trunk, num_masked = SIZES[size]
-    config = MVPConfig(image_size=image_size, patch_size=16, layer_scale_init_value=0.1, teacher_dim=512,
-                       use_shared_relative_position_bias=True, use_relative_position_bias=False, **trunk)
+    config = MVPConfig(
+        image_size=image_size,
+        patch_size=16,
+        layer_scale_init_value=0.1,
+        teacher_dim=512,
+        use_shared_relative_position_bias=True,
+        use_relative_position_bias=False,
+        **trunk,
+    )
     model = MVPForPreTraining._from_config(config, attn_implementation=attention).train()
     optimizer = _optimizer(model)
     pixel_values = torch.randn(BATCH, 3, image_size, image_size)
@@ -79,9 +87,17 @@ def build_beit(size: str, attention: str):
     from transformers import BeitConfig, BeitForMaskedImageModeling
 
     image_size, trunk, num_masked = SIZES[size]
-    config = BeitConfig(image_size=image_size, patch_size=16, use_mask_token=True, vocab_size=8192,
-                        use_shared_relative_position_bias=True, use_relative_position_bias=False,
-                        use_absolute_position_embeddings=False, layer_scale_init_value=0.1, **trunk)
+    config = BeitConfig(
+        image_size=image_size,
+        patch_size=16,
+        use_mask_token=True,
+        vocab_size=8192,
+        use_shared_relative_position_bias=True,
+        use_relative_position_bias=False,
+        use_absolute_position_embeddings=False,
+        layer_scale_init_value=0.1,
+        **trunk,
+    )
     model = BeitForMaskedImageModeling._from_config(config, attn_implementation=attention).train()
     optimizer = _optimizer(model)
     pixel_values = torch.randn(BATCH, 3, image_size, image_size)

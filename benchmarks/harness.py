@@ -79,7 +79,9 @@ def _run_child(script: str, name: str, warmup: int, steps: int, extra: Sequence[
 
 
 def _format_table(rows: Sequence[Row], results: dict[str, list[dict]]) -> str:
-    header = "| row | img/s (median) | per-round medians | ms/step | peak RSS MB (Δ after import) | vs group reference |"
+    header = (
+        "| row | img/s (median) | per-round medians | ms/step | peak RSS MB (Δ after import) | vs group reference |"
+    )
     lines = [header, "|" + "---|" * 6]
     reference_speed: dict[str, float] = {}
     for row in rows:

@@ -8,4 +8,10 @@ from .heads import (
     load_pretrained_backbone,
 )
 
-__all__ = ["HEADS", "BackboneLoadReport", "backbone_config_from_pretrained", "build_head_model", "load_pretrained_backbone"]
+__all__ = [
+    "HEADS",
+    "BackboneLoadReport",
+    "backbone_config_from_pretrained",
+    "build_head_model",
+    "load_pretrained_backbone",
+]

@@ -91,7 +91,9 @@ def layer_norm_no_affine(features: torch.Tensor, eps: float = 1e-6) -> torch.Ten
     return F.layer_norm(features, features.shape[-1:], eps=eps)
 
 
-def _check_token_shapes(predictions: torch.Tensor, targets: torch.Tensor, bool_masked_pos: torch.Tensor | None) -> None:
+def _check_token_shapes(
+    predictions: torch.Tensor, targets: torch.Tensor, bool_masked_pos: torch.Tensor | None
+) -> None:
     """Raises a ValueError unless predictions and targets are both (B, N, D) and the mask (if any) is (B, N).
 
     Elementwise losses would otherwise broadcast mismatched shapes silently (e.g. (B, N, 1) against (B, N, D)).

@@ -17,14 +17,43 @@ from hf_unified_pretrain.models.mvp import MVPConfig, MVPForPreTraining
 SEG = ["stage1", "stage2", "stage3", "stage4"]
 HEADS = {
     "upernet": dict(hidden_size=32, auxiliary_channels=16, num_labels=3),
-    "mask2former": dict(feature_size=32, mask_feature_size=32, hidden_dim=32, encoder_layers=1, decoder_layers=2,
-                        num_queries=4, encoder_feedforward_dim=32, dim_feedforward=32, num_labels=3,
-                        num_attention_heads=2, train_num_points=64),
-    "detr": dict(d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-                 encoder_ffn_dim=32, decoder_ffn_dim=32, num_queries=4, num_labels=3),
-    "deformable_detr": dict(d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
-                            decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_queries=4,
-                            num_labels=3, encoder_n_points=2, decoder_n_points=2),
+    "mask2former": dict(
+        feature_size=32,
+        mask_feature_size=32,
+        hidden_dim=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        num_queries=4,
+        encoder_feedforward_dim=32,
+        dim_feedforward=32,
+        num_labels=3,
+        num_attention_heads=2,
+        train_num_points=64,
+    ),
+    "detr": dict(
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        num_queries=4,
+        num_labels=3,
+    ),
+    "deformable_detr": dict(
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        num_queries=4,
+        num_labels=3,
+        encoder_n_points=2,
+        decoder_n_points=2,
+    ),
 }
 CASES = [
     ("itpn", "upernet", "seg", SEG),
@@ -39,8 +68,9 @@ CASES = [
 def _pretrained_dir(tmp_path, method: str, layout: str | None):
     torch.manual_seed(0)
     if method == "itpn":
-        config = ITPNConfig.from_preset("itpn-tiny-test", image_size=64, hidden_size=128, fpn_dim=32,
-                                        backbone_layout=layout)
+        config = ITPNConfig.from_preset(
+            "itpn-tiny-test", image_size=64, hidden_size=128, fpn_dim=32, backbone_layout=layout
+        )
         model = ITPNForPreTraining(config)
     else:
         config = MVPConfig.from_preset("tiny", image_size=64, hidden_size=32, num_hidden_layers=4)
@@ -54,10 +84,15 @@ def _labels(head: str, batch: int, size: int):
     if head == "upernet":
         return {"labels": torch.randint(0, 3, (batch, size, size), generator=generator)}
     if head == "mask2former":
-        return {"mask_labels": [(torch.rand(2, size, size, generator=generator) > 0.5).float() for _ in range(batch)],
-                "class_labels": [torch.tensor([0, 2]) for _ in range(batch)]}
-    return {"labels": [{"class_labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.3, 0.4]])}
-                       for _ in range(batch)]}
+        return {
+            "mask_labels": [(torch.rand(2, size, size, generator=generator) > 0.5).float() for _ in range(batch)],
+            "class_labels": [torch.tensor([0, 2]) for _ in range(batch)],
+        }
+    return {
+        "labels": [
+            {"class_labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.3, 0.4]])} for _ in range(batch)
+        ]
+    }
 
 
 def _logits(outputs) -> torch.Tensor:
@@ -71,8 +106,11 @@ def _logits(outputs) -> torch.Tensor:
 def test_backbone_in_head_trains_and_round_trips(tmp_path, method, head, layout, out_features):
     pretrained_dir, pretrained = _pretrained_dir(tmp_path, method, layout)
     model = build_head_model(head, pretrained_dir, out_features=out_features, **HEADS[head])
-    backbone_name, backbone = next((n, m) for n, m in model.named_modules() if type(m).__name__.endswith("Backbone")
-                                   and type(m).__module__.startswith("hf_unified_pretrain"))
+    backbone_name, backbone = next(
+        (n, m)
+        for n, m in model.named_modules()
+        if type(m).__name__.endswith("Backbone") and type(m).__module__.startswith("hf_unified_pretrain")
+    )
     source = pretrained.state_dict()  # same base-model prefix (itpn. / mvp.) as the backbone's keys
     for key, value in backbone.state_dict().items():
         torch.testing.assert_close(value, source[key], rtol=0, atol=0, msg=f"{backbone_name}.{key} not loaded")
@@ -86,8 +124,12 @@ def test_backbone_in_head_trains_and_round_trips(tmp_path, method, head, layout,
     without_grad = [n for n, p in trainable if p.grad is None]
     if layout == "det" and "stage1" not in out_features:
         # Coarse levels only: the stride-4/8 pyramid branches do not feed the head, everything else must learn.
-        unused = ("itpn.pyramid.stride4", "itpn.pyramid.stride8", "itpn.pyramid.output_blocks.0.",
-                  "itpn.pyramid.output_blocks.1.")
+        unused = (
+            "itpn.pyramid.stride4",
+            "itpn.pyramid.stride8",
+            "itpn.pyramid.output_blocks.0.",
+            "itpn.pyramid.output_blocks.1.",
+        )
         without_grad = [n for n in without_grad if not n.startswith(unused)]
     assert trainable and not without_grad, without_grad
 

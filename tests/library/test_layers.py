@@ -23,8 +23,10 @@ def test_sincos_hand_values_and_orientation():
 
 def test_relative_position_index_matches_beit_and_hand_example():
     for grid in [(3, 4), (14, 14)]:
-        assert torch.equal(relative_position_index(grid, with_cls_token=True),
-                           BeitRelativePositionBias.generate_relative_position_index(grid))
+        assert torch.equal(
+            relative_position_index(grid, with_cls_token=True),
+            BeitRelativePositionBias.generate_relative_position_index(grid),
+        )
     assert relative_position_index((1, 2), with_cls_token=False).tolist() == [[1, 0], [2, 1]]
     assert num_relative_distances(14, with_cls_token=False) == 729
     assert num_relative_distances(14, with_cls_token=True) == 732

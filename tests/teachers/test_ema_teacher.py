@@ -175,7 +175,7 @@ def test_callback_updates_after_each_step_and_checkpoints(tmp_path):
         checkpoint = tmp_path / f"checkpoint-{step}"
         assert (checkpoint / EMA_WEIGHTS_NAME).is_file()
         with safe_open(checkpoint / "model.safetensors", framework="pt") as weights:
-            assert all(key.startswith(("encoder.", "predictor.")) for key in weights.keys())
+            assert all(key.startswith(("encoder.", "predictor.")) for key in weights.keys())  # noqa: SIM118 (safe_open is not iterable)
         with safe_open(checkpoint / EMA_WEIGHTS_NAME, framework="pt") as weights:
             assert set(weights.keys()) == set(ema.module.state_dict())
     assert (tmp_path / EMA_WEIGHTS_NAME).is_file()
@@ -186,7 +186,7 @@ def test_resume_restores_ema_state(tmp_path):
     first.train()
     final_ema = _state(first_ema)
     with safe_open(tmp_path / "checkpoint-2" / EMA_WEIGHTS_NAME, framework="pt") as weights:
-        ema_at_step_2 = {key: weights.get_tensor(key) for key in weights.keys()}
+        ema_at_step_2 = {key: weights.get_tensor(key) for key in weights.keys()}  # noqa: SIM118
 
     resumed, _, resumed_ema, _ = _trainer(tmp_path)
     restored = {}
