@@ -26,6 +26,10 @@ from datasets import Dataset, Features, Value
 from datasets import Image as ImageFeature
 from PIL import Image
 
+# The crop side and the number of crops of the embedded default dataset (also the defaults of the run scripts).
+DEFAULT_IMAGE_SIZE = 224
+DEFAULT_NUM_EMBEDDED_IMAGES = 256
+
 logger = logging.getLogger(__name__)
 
 # skimage.data loader name -> how to get the photograph out of its return value.
@@ -111,7 +115,9 @@ def _embedded_crops(num_images: int, image_size: int, seed: int) -> tuple[tuple[
     return tuple(encoded), tuple(sources)
 
 
-def load_embedded_dataset(num_images: int = 256, image_size: int = 224, seed: int = 0) -> Dataset:
+def load_embedded_dataset(
+    num_images: int = DEFAULT_NUM_EMBEDDED_IMAGES, image_size: int = DEFAULT_IMAGE_SIZE, seed: int = 0
+) -> Dataset:
     """Builds the embedded default dataset (see the module docstring).
 
     Args:

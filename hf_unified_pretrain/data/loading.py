@@ -34,7 +34,7 @@ from datasets import Image as ImageFeature
 from PIL import Image
 
 from .decoding import IMAGE_COLUMN
-from .embedded import load_embedded_dataset
+from .embedded import DEFAULT_IMAGE_SIZE, DEFAULT_NUM_EMBEDDED_IMAGES, load_embedded_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -166,8 +166,8 @@ def load_pretraining_dataset(
     max_eval_samples: int | None = None,
     train_val_split: float | None = 0.15,
     seed: int = 0,
-    embedded_num_images: int = 256,
-    embedded_image_size: int = 224,
+    embedded_num_images: int = DEFAULT_NUM_EMBEDDED_IMAGES,
+    embedded_image_size: int = DEFAULT_IMAGE_SIZE,
 ) -> DatasetDict | IterableDatasetDict:
     """Loads a pre-training dataset from a `datasets` name/path, image folders, or the embedded default.
 

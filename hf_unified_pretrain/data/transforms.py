@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
+from .embedded import DEFAULT_IMAGE_SIZE
 from .randomness import SeededRandomness
 
 _INTERPOLATIONS = {
@@ -238,7 +239,7 @@ class PretrainingTransform(_PairedOutputTransform):
 
     def __init__(
         self,
-        image_size: int | Sequence[int] = 224,
+        image_size: int | Sequence[int] = DEFAULT_IMAGE_SIZE,
         image_mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
         image_std: Sequence[float] = IMAGENET_DEFAULT_STD,
         scale: tuple[float, float] = (0.2, 1.0),
@@ -304,7 +305,7 @@ class EvalTransform(_PairedOutputTransform):
 
     def __init__(
         self,
-        image_size: int | Sequence[int] = 224,
+        image_size: int | Sequence[int] = DEFAULT_IMAGE_SIZE,
         image_mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
         image_std: Sequence[float] = IMAGENET_DEFAULT_STD,
         crop_pct: float = 0.875,

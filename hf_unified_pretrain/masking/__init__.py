@@ -1,6 +1,8 @@
 """Masking: one convention everywhere, `bool_masked_pos` True = masked, shape (B, N) row-major."""
 
 from .generators import (
+    BEIT_MIN_ASPECT,
+    BEIT_MIN_BLOCK_TOKENS,
     BlockMaskGenerator,
     RandomMaskGenerator,
     block_mask,
@@ -13,6 +15,8 @@ from .ids import MaskIds, gather_tokens, ids_to_mask, mask_to_ids
 from .validation import validate_bool_masked_pos, validate_mask_ratio
 
 __all__ = [
+    "BEIT_MIN_ASPECT",
+    "BEIT_MIN_BLOCK_TOKENS",
     "BlockMaskGenerator",
     "MaskIds",
     "RandomMaskGenerator",

@@ -13,6 +13,10 @@ import torch
 
 from .validation import validate_mask_ratio
 
+# BEiT's block-masking defaults: blocks of at least 16 tokens, aspect ratios in [0.3, 1 / 0.3].
+BEIT_MIN_BLOCK_TOKENS = 16
+BEIT_MIN_ASPECT = 0.3
+
 
 def num_masked_tokens(num_tokens: int, mask_ratio: float) -> int:
     """Number of masked tokens for a ratio, with MAE's rounding (the visible count is rounded down).
@@ -110,9 +114,9 @@ def block_mask(
     grid_size: tuple[int, int] | int,
     num_masked: int,
     *,
-    min_block_tokens: int = 16,
+    min_block_tokens: int = BEIT_MIN_BLOCK_TOKENS,
     max_block_tokens: int | None = None,
-    min_aspect: float = 0.3,
+    min_aspect: float = BEIT_MIN_ASPECT,
     max_aspect: float | None = None,
     max_attempts: int = 10,
     generator: torch.Generator | None = None,
@@ -303,8 +307,8 @@ class BlockMaskGenerator:
         self,
         grid_size: tuple[int, int] | int,
         num_masked: int,
-        min_block_tokens: int = 16,
-        min_aspect: float = 0.3,
+        min_block_tokens: int = BEIT_MIN_BLOCK_TOKENS,
+        min_aspect: float = BEIT_MIN_ASPECT,
         max_aspect: float | None = None,
     ) -> None:
         self.grid_size = _grid(grid_size)

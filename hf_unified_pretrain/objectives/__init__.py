@@ -14,6 +14,7 @@ from .contrastive import (
 )
 from .local_global import local_global_nce_loss, local_global_nce_scores, symmetric_info_nce_loss, tanh_clip
 from .reconstruction import (
+    PATCH_NORM_EPS,
     feature_regression_loss,
     layer_norm_no_affine,
     normalize_patches,
@@ -23,6 +24,7 @@ from .reconstruction import (
 )
 
 __all__ = [
+    "PATCH_NORM_EPS",
     "all_gather_with_grad",
     "cross_entropy_loss",
     "distributed_is_active",

@@ -11,6 +11,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+# Variance floor of MAE's per-patch target normalisation (norm_pix_loss).
+PATCH_NORM_EPS = 1e-6
+
 
 def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
     """Cuts images into flattened patches (MAE layout: pixels of a patch in (row, column, channel) order).
@@ -65,7 +68,7 @@ def unpatchify(
     return images.reshape(batch, num_channels, grid_h * patch_size, grid_w * patch_size)
 
 
-def normalize_patches(patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def normalize_patches(patches: torch.Tensor, eps: float = PATCH_NORM_EPS) -> torch.Tensor:
     """Per-patch standardisation of pixel targets (MAE's norm_pix_loss; unbiased variance as the original).
 
     Args:
@@ -135,7 +138,7 @@ def pixel_reconstruction_loss(
     bool_masked_pos: torch.Tensor | None = None,
     *,
     normalize_target: bool = False,
-    eps: float = 1e-6,
+    eps: float = PATCH_NORM_EPS,
 ) -> torch.Tensor:
     """Mean squared error on patch pixels, MAE style.
 

@@ -20,6 +20,8 @@ import torch
 from transformers import HfArgumentParser, SchedulerType, TrainingArguments
 from transformers.training_args import OptimizerNames
 
+from ..data.embedded import DEFAULT_NUM_EMBEDDED_IMAGES
+
 logger = logging.getLogger(__name__)
 
 # Batch size the "base" learning rate refers to (Goyal et al. linear scaling rule, as in MAE/BEiT recipes).
@@ -115,7 +117,7 @@ class DataArguments:
     )
     horizontal_flip: bool = field(default=True, metadata={"help": "Random horizontal flips."})
     embedded_num_images: int = field(
-        default=256, metadata={"help": "Number of crops of the embedded default dataset."}
+        default=DEFAULT_NUM_EMBEDDED_IMAGES, metadata={"help": "Number of crops of the embedded default dataset."}
     )
 
     def __post_init__(self) -> None:

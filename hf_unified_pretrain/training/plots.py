@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from ..objectives import patchify, unpatchify
+from ..objectives import PATCH_NORM_EPS, normalize_patches, patchify, unpatchify
 
 
 def _loss_series(log_history: Sequence[Mapping], total_key: str) -> dict[str, tuple[list[int], list[float]]]:
@@ -154,12 +154,12 @@ def reconstruction_panels(
         if norm_pix_loss:
             patches = patchify(pixel_values.float(), patch_size)
             mean, var = patches.mean(dim=-1, keepdim=True), patches.var(dim=-1, keepdim=True)
-            target = (patches - mean) / (var + 1e-6) ** 0.5
+            target = normalize_patches(patches, PATCH_NORM_EPS)
             raw_panels = [
                 (NORMALISED_TARGET_LABEL, _z_display(target, grid, patch_size, channels)),
                 (RAW_PREDICTION_LABEL, _z_display(reconstruction, grid, patch_size, channels)),
             ]
-            reconstruction = reconstruction * (var + 1e-6) ** 0.5 + mean
+            reconstruction = reconstruction * (var + PATCH_NORM_EPS) ** 0.5 + mean
             label = DENORMALISED_LABEL
         reconstruction = unpatchify(reconstruction, patch_size, grid, channels)
     predicted = _to_display(reconstruction, image_mean, image_std)
