@@ -12,6 +12,7 @@ needs editing. This module imports nothing heavy: classes are named here and imp
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -558,8 +559,11 @@ def exported_names(entry: MethodEntry) -> list[str]:
     return _static_all(entry.module)
 
 
+_ALL_PATTERN = re.compile(r"^__all__\s*(?::[^=\n]*)?=\s*(\[[^\]]*\]|\([^)]*\))", re.MULTILINE)
+
+
 def _static_all(module: str) -> list[str]:
-    """`__all__` of a package's `__init__.py`, parsed (ast) so that listing names imports nothing heavy."""
+    """`__all__` of a module or package, read from its source without importing it (listing names stays cheap)."""
     import ast
     import importlib.util
 
@@ -570,17 +574,10 @@ def _static_all(module: str) -> list[str]:
     if origin is None or not origin.endswith(".py"):
         return list(getattr(importlib.import_module(module), "__all__", []))
     with open(origin, encoding="utf-8") as source:
-        tree = ast.parse(source.read(), filename=origin)
-    for node in tree.body:
-        targets = (
-            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-        )
-        if (
-            any(isinstance(target, ast.Name) and target.id == "__all__" for target in targets)
-            and node.value is not None
-        ):
-            return list(ast.literal_eval(node.value))
-    return []
+        text = source.read()
+    match = _ALL_PATTERN.search(text)
+    # Only a literal `__all__ = [...]` is read: importing the module instead would defeat the lazy exports.
+    return list(ast.literal_eval(match.group(1))) if match else []
 
 
 def register_all() -> None:
