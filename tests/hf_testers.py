@@ -552,6 +552,11 @@ class VisionModelTestOverrides:
                 inputs_dict.setdefault(name, value.to(device) if isinstance(value, torch.Tensor) else value)
         return inputs_dict
 
+    def test_reverse_loading_mapping(self):
+        # Our registered conversion (`layers.register_position_table_resizing`: position tables saved for another
+        # image size are resized on load) keeps every key name, so upstream's "keys were renamed" check cannot hold.
+        super().test_reverse_loading_mapping(check_keys_were_modified=False)
+
     def test_model_get_set_embeddings(self):
         config, _ = self.model_tester.prepare_config_and_inputs_for_common()
         for model_class in self.all_model_classes:

@@ -239,7 +239,8 @@ class ResizePositionTableOnLoad(ConversionOps):
             resize = getattr(module, "resize_checkpoint_position_table", None)
             if resize is not None and expected is not None and tuple(tensor.shape) != tuple(expected.shape):
                 tensor = resize(param_name, tensor)
-        return {target_patterns[0]: tensor}
+        # The full parameter name: the (regex) target pattern is not a literal part of it.
+        return {name if name is not None else target_patterns[0]: tensor}
 
     @property
     def reverse_op(self) -> ConversionOps:
@@ -251,19 +252,17 @@ def register_position_table_resizing(
 ) -> None:
     """Makes `from_pretrained` of every model of `model_type` resize position tables saved for another grid.
 
-    Adds one `ResizePositionTableOnLoad` converter per table name to transformers' checkpoint conversion mapping of the
-    model type (keeping any conversions registered before; calling it again changes nothing).
+    Adds one `ResizePositionTableOnLoad` converter, matching any of the table names and keeping the key, to
+    transformers' checkpoint conversion mapping of the model type (keeping conversions registered before; calling it
+    again changes nothing). One pattern for all names, so that a config without one kind of table still matches.
 
     Args:
         model_type: `config.model_type`.
         table_names: Parameter names (last key component) of the position tables.
     """
+    pattern = "(" + "|".join(table_names) + ")"
     existing = get_checkpoint_conversion_mapping(model_type) or []
-    known = {pattern for transform in existing for pattern in transform._original_source_patterns}
-    added = [
-        WeightConverter(name, name, operations=[ResizePositionTableOnLoad()])
-        for name in table_names
-        if name not in known
-    ]
-    if added:
-        register_checkpoint_conversion_mapping(model_type, [*existing, *added], overwrite=True)
+    if any(pattern in transform._original_source_patterns for transform in existing):
+        return
+    converter = WeightConverter(pattern, r"\1", operations=[ResizePositionTableOnLoad()])
+    register_checkpoint_conversion_mapping(model_type, [*existing, converter], overwrite=True)

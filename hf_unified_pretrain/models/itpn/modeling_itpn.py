@@ -175,6 +175,19 @@ def _cached_relative_position_index(grid_size: tuple[int, int]) -> torch.Tensor:
     return relative_position_index(grid_size, with_cls_token=False)
 
 
+def select_hidden_states(
+    hidden_states: tuple[torch.Tensor, ...], selection: bool | int | list[int]
+) -> tuple[torch.Tensor | None, ...]:
+    """Keeps the hidden states an `output_hidden_states` index (list) selects, as `capture_outputs` does (the others
+    become None); `True` keeps all. For outputs built here rather than captured (backbone maps, the auxiliary branch's
+    forced capture)."""
+    if isinstance(selection, bool):
+        return hidden_states
+    indices = [selection] if isinstance(selection, int) else selection
+    chosen = {index % len(hidden_states) for index in indices}
+    return tuple(state if i in chosen else None for i, state in enumerate(hidden_states))
+
+
 def drop_path_rates(config: ITPNConfig) -> list[float]:
     """Stochastic-depth rate of every stage-1, stage-2 and stage-3 block, increasing linearly (as the original)."""
     total = config.stage1_depth + config.stage2_depth + config.num_hidden_layers
@@ -1011,6 +1024,7 @@ class ITPNBackbone(BackboneMixin, ITPNPreTrainedModel):
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         grid = patch_grid(pixel_values, self.config)
         outputs = self.itpn(
             pixel_values,
@@ -1034,11 +1048,8 @@ class ITPNBackbone(BackboneMixin, ITPNPreTrainedModel):
         while len(maps) <= last_needed:
             maps.append(pool(maps[-1], kernel_size=2, stride=2))
         feature_maps = tuple(m for name, m in zip(self.stage_names, maps) if name in self.out_features)
-        return BackboneOutput(
-            feature_maps=feature_maps,
-            hidden_states=tuple(maps) if output_hidden_states else None,
-            attentions=outputs.attentions,
-        )
+        hidden_states = select_hidden_states(tuple(maps), output_hidden_states) if output_hidden_states else None
+        return BackboneOutput(feature_maps=feature_maps, hidden_states=hidden_states, attentions=outputs.attentions)
 
 
 class ITPNForPreTraining(TeacherHolderMixin, ITPNPreTrainedModel):
@@ -1211,6 +1222,7 @@ class ITPNForPreTraining(TeacherHolderMixin, ITPNPreTrainedModel):
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         grid = patch_grid(pixel_values, self.config)
         batch = pixel_values.shape[0]
         if bool_masked_pos is None:
@@ -1275,7 +1287,9 @@ class ITPNForPreTraining(TeacherHolderMixin, ITPNPreTrainedModel):
             aux_logits=aux_logits,
             mfm_logits=mfm_logits,
             bool_masked_pos=bool_masked_pos,
-            hidden_states=outputs.hidden_states if output_hidden_states else None,
+            hidden_states=select_hidden_states(outputs.hidden_states, output_hidden_states)
+            if output_hidden_states
+            else None,
             attentions=outputs.attentions,
         )
 
