@@ -22,11 +22,13 @@ class MaskIds(NamedTuple):
     ids_restore: torch.Tensor
 
 
-def mask_to_ids(bool_masked_pos: torch.Tensor) -> MaskIds:
+def mask_to_ids(bool_masked_pos: torch.Tensor, require_visible: bool = False) -> MaskIds:
     """Splits a (B, N) bool mask into visible and masked index lists.
 
     Args:
         bool_masked_pos: (B, N) bool, True = masked; every row must mask the same number of tokens.
+        require_visible: Raise when no token is visible (token-dropping encoders without extra tokens would get an
+            empty sequence).
 
     Returns:
         `MaskIds(ids_keep (B, K), ids_masked (B, M), ids_restore (B, N))`.
@@ -38,6 +40,11 @@ def mask_to_ids(bool_masked_pos: torch.Tensor) -> MaskIds:
             f"{counts.tolist()}. Use masking.random_mask/block_mask, which produce exact counts."
         )
     num_visible = bool_masked_pos.shape[1] - (int(counts[0]) if counts.numel() else 0)
+    if require_visible and num_visible == 0 and counts.numel():
+        raise ValueError(
+            f"bool_masked_pos masks all {bool_masked_pos.shape[1]} tokens, but the encoder drops masked tokens and "
+            "would see nothing: keep at least one token visible (lower mask_ratio / num_masking_patches)."
+        )
     ids_shuffle = torch.argsort(bool_masked_pos.to(torch.int8), dim=1, stable=True)
     ids_restore = torch.argsort(ids_shuffle, dim=1)
     return MaskIds(ids_shuffle[:, :num_visible], ids_shuffle[:, num_visible:], ids_restore)

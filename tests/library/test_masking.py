@@ -252,3 +252,23 @@ def test_validate_mask_ratio_returns_a_float_and_validate_bool_masked_pos_flatte
     assert validate_mask_ratio(3 / 8) == 0.375
     grid = torch.tensor([[[True, False, False], [False, False, True]]])  # (1, 2, 3)
     assert validate_bool_masked_pos(grid, 1, 6).int().tolist() == [[1, 0, 0, 0, 0, 1]]
+
+
+def test_mask_to_ids_can_require_a_visible_token():
+    everything = torch.ones(2, 6, dtype=torch.bool)
+    assert mask_to_ids(everything).ids_keep.shape == (2, 0)  # fine for encoders with extra (global) tokens
+    with pytest.raises(ValueError, match="masks all 6 tokens.*would see nothing"):
+        mask_to_ids(everything, require_visible=True)
+
+
+def test_itpn_token_dropping_rejects_a_mask_that_hides_every_patch():
+    from hf_unified_pretrain.models.itpn import ITPNConfig, ITPNForPreTraining
+
+    model = ITPNForPreTraining(ITPNConfig.from_preset("itpn-tiny-test")).eval()
+    side = model.config.image_size
+    num_patches = (side // model.config.patch_size) ** 2
+    pixels = torch.randn(2, 3, side, side, generator=torch.Generator().manual_seed(0)).clamp(-2, 2)
+    with pytest.raises(ValueError, match=f"masks all {num_patches} tokens"):
+        model(pixels, bool_masked_pos=torch.ones(2, num_patches, dtype=torch.bool))
+    with pytest.raises(ValueError, match="masks no token"):
+        model(pixels, bool_masked_pos=torch.zeros(2, num_patches, dtype=torch.bool))
