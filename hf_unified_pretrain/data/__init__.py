@@ -26,6 +26,13 @@ from .decoding import (
 )
 from .embedded import EMBEDDED_SOURCES, load_embedded_dataset, load_embedded_photographs
 from .loading import EmptyImageDatasetError, load_pretraining_dataset, resolve_image_column
+from .multimodal import (
+    ModalityField,
+    MultiModalCollator,
+    MultiModalTransform,
+    attach_multimodal_transform,
+    load_multimodal_folder,
+)
 from .randomness import SeededRandomness
 from .real_datasets import (
     CIFAR10_CLASSES,
@@ -64,6 +71,9 @@ __all__ = [
     "EvalTransform",
     "ImageBatchTransform",
     "MaskedImageCollator",
+    "ModalityField",
+    "MultiModalCollator",
+    "MultiModalTransform",
     "PretrainingTransform",
     "SeededRandomness",
     "SkippedImageCounter",
@@ -71,6 +81,7 @@ __all__ = [
     "TwoViewCollator",
     "TwoViewTransform",
     "UnreadableImageError",
+    "attach_multimodal_transform",
     "attach_transform",
     "attach_transforms",
     "coco_category_to_label",
@@ -85,6 +96,7 @@ __all__ = [
     "load_cifar10_jpeg",
     "load_embedded_dataset",
     "load_embedded_photographs",
+    "load_multimodal_folder",
     "load_pretraining_dataset",
     "load_tiny_coco",
     "pil_to_normalized_tensor",
