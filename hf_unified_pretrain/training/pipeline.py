@@ -175,7 +175,9 @@ _MODEL_INPUTS = ("pixel_values", "bool_masked_pos", "teacher_pixel_values")
 
 def draw_pixel_reconstruction(model: PreTrainedModel, batch: dict[str, torch.Tensor], output_dir: Path) -> Path:
     """Original | masked | reconstruction | reconstruction + visible patches, for pixel-target models whose
-    output `logits` are (B, N, p*p*C) patches (`config.norm_pix_loss` predictions are de-normalised per patch)."""
+    output `logits` are (B, N, p*p*C) patches. With `config.norm_pix_loss` the raw prediction and the per-patch
+    normalised target are drawn too, beside the prediction de-normalised with each true patch's mean and spread
+    (which looks plausible even for an untrained model); see `plots.reconstruction_panels`."""
     from .plots import plot_reconstruction
 
     outputs = model(**{key: value for key, value in batch.items() if key in _MODEL_INPUTS})

@@ -10,6 +10,17 @@ import pytest
 SCRIPTS = Path(__file__).resolve().parents[2] / "training_scripts"
 
 
+def assert_drawn_png(path: Path, min_size: tuple[int, int] = (300, 200)) -> None:
+    """The file is a PNG of at least `min_size` (width, height) with real content (many colours, not a blank canvas)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size[0] >= min_size[0] and image.size[1] >= min_size[1]
+        pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
+    assert np.unique(pixels, axis=0).shape[0] > 50, f"{path} looks blank"
+
+
 def load_script(name: str) -> dict:
     """Executes `training_scripts/<name>.py` as a module (not as __main__) and returns its globals."""
     return runpy.run_path(str(SCRIPTS / f"{name}.py"), run_name=name)

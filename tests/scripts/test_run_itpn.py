@@ -8,11 +8,12 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from safetensors import safe_open
 from transformers import AutoModel, AutoModelForPreTraining
 
 import hf_unified_pretrain  # noqa: F401
-from tests.scripts.conftest import SCRIPTS, load_script
+from tests.scripts.conftest import SCRIPTS, assert_drawn_png, load_script
 
 COMMON = [
     "--do_train",
@@ -70,8 +71,9 @@ def test_quickstart_main_job_writes_checkpoint_curve_and_reconstruction(tmp_path
     )
     printed = capsys.readouterr().out
     for name in ("model.safetensors", "loss_curve.png", "reconstruction.png", "README.md"):
-        assert (tmp_path / name).stat().st_size > 0
         assert str(tmp_path / name) in printed
+    assert_drawn_png(tmp_path / "loss_curve.png")
+    assert_drawn_png(tmp_path / "reconstruction.png")
     assert "(missing!)" not in printed
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["model_type"] == "itpn" and config["num_hidden_layers"] == 4
@@ -99,7 +101,7 @@ def test_run_itpn_clip_target_keeps_teacher_out_of_checkpoint(tmp_path, clip_tea
     assert any(key.startswith("feature_head") for key in keys) and not any("vision_model" in key for key in keys)
     history = json.loads((tmp_path / "trainer_state.json").read_text())["log_history"]
     assert {"loss_clip", "loss_clip_aux"} <= set(history[0])
-    assert (tmp_path / "reconstruction.png").exists()
+    assert_drawn_png(tmp_path / "reconstruction.png")
     model = AutoModelForPreTraining.from_pretrained(tmp_path)
     assert model.config.pretraining_target == "clip" and model.teacher is None
 
@@ -116,7 +118,13 @@ def test_run_itpn_mfm_with_ema_teacher_saves_and_resumes_its_state(tmp_path):
         *COMMON,
     ]
     main([*args, "--max_steps", "2"])
-    assert (tmp_path / "checkpoint-2" / "ema_teacher.safetensors").exists()
+    with safe_open(str(tmp_path / "checkpoint-2" / "ema_teacher.safetensors"), "pt") as ema_weights:
+        ema_keys = set(ema_weights.keys())
+        ema_patch = ema_weights.get_tensor("embeddings.patch_embeddings.projection.weight")
+    student = AutoModelForPreTraining.from_pretrained(tmp_path / "checkpoint-2").itpn.state_dict()
+    assert ema_keys == set(student)  # the EMA teacher mirrors the student's encoder ...
+    assert torch.isfinite(ema_patch).all()
+    assert not torch.equal(ema_patch, student["embeddings.patch_embeddings.projection.weight"])  # ... lagging it
     history = json.loads((tmp_path / "trainer_state.json").read_text())["log_history"]
     assert {"loss_pixel", "loss_mfm_stride4", "loss_mfm_stride8", "loss_mfm_stride16"} <= set(history[0])
     main([*args, "--max_steps", "4"])  # resumes from checkpoint-2, EMA restored from it

@@ -164,3 +164,27 @@ def test_without_norm_pix_loss_the_prediction_is_drawn_as_is():
     masked_pixels = np.repeat(np.repeat(mask.view(2, 2, 3).numpy(), 8, axis=1), 8, axis=2)
     np.testing.assert_allclose(arrays["masked"][masked_pixels], 0.5)
     np.testing.assert_allclose(arrays["masked"][~masked_pixels], arrays["original"][~masked_pixels])
+
+
+def test_the_run_scripts_figure_of_an_untrained_norm_pix_model_shows_its_raw_prediction(tmp_path, monkeypatch):
+    from hf_unified_pretrain.models.itpn import ITPNConfig, ITPNForPreTraining
+    from hf_unified_pretrain.training import draw_pixel_reconstruction, plots
+
+    drawn = {}
+
+    def recording(*args, **kwargs):
+        panels = reconstruction_panels(*args, **kwargs)
+        drawn.update(panels)
+        return panels
+
+    monkeypatch.setattr(plots, "reconstruction_panels", recording)
+    model = ITPNForPreTraining(ITPNConfig.from_preset("itpn-tiny-test")).eval()
+    assert model.config.norm_pix_loss
+    side = model.config.image_size
+    batch = {"pixel_values": torch.randn(2, 3, side, side, generator=torch.Generator().manual_seed(0)).clamp(-2, 2)}
+    with torch.no_grad():
+        path = draw_pixel_reconstruction(model, batch, tmp_path)
+    assert path.is_file() and RAW_PREDICTION_LABEL in drawn and DENORMALISED_LABEL in drawn
+    # untrained: the raw prediction is far from the normalised target it is trained to match
+    raw, target = drawn[RAW_PREDICTION_LABEL], drawn[NORMALISED_TARGET_LABEL]
+    assert np.abs(raw - target).mean() > 0.05
