@@ -272,3 +272,11 @@ def test_itpn_token_dropping_rejects_a_mask_that_hides_every_patch():
         model(pixels, bool_masked_pos=torch.ones(2, num_patches, dtype=torch.bool))
     with pytest.raises(ValueError, match="masks no token"):
         model(pixels, bool_masked_pos=torch.zeros(2, num_patches, dtype=torch.bool))
+
+
+def test_random_mask_generator_is_random_mask_with_its_ratio():
+    generator = RandomMaskGenerator(10, 0.35)  # int(10 * 0.65) = 6 visible, 4 masked
+    mask = generator(3, torch.Generator().manual_seed(2))
+    assert mask.sum(1).tolist() == [4, 4, 4]
+    assert torch.equal(mask, random_mask(3, 10, 0.35, generator=torch.Generator().manual_seed(2)))
+    assert repr(generator) == "RandomMaskGenerator(num_tokens=10, mask_ratio=0.35)"
