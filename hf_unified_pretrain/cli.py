@@ -6,6 +6,7 @@ Commands:
                   `convert <method> --checkpoint PATH --output_dir DIR [--kind K] [--set key=value ...]`
     card          render a model card (README.md) into a save_pretrained folder
     reconstruct   run a pre-training checkpoint on images and draw what it predicts for masked patches
+    evaluate-probe  kNN and linear-probe accuracy of a checkpoint's frozen features on class-folder images
 
 Methods, their classes and converters come from `hf_unified_pretrain.models.registry`.
 """
@@ -129,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--teacher", help="local teacher folder (feature-target checkpoints)")
     reconstruct.add_argument("--seed", type=int, default=0)
     reconstruct.set_defaults(run=_reconstruct)
+
+    from .evaluation.cli import add_evaluate_probe_command
+
+    add_evaluate_probe_command(commands)
+
+    from .data.pseudo_labels import add_pseudo_label_command
+
+    add_pseudo_label_command(commands)
     return parser
 
 
