@@ -66,7 +66,10 @@ def test_reconstruct_writes_a_figure(pixel_checkpoint, tmp_path, capsys):
     Image.new("RGB", (48, 40), (200, 30, 30)).save(image)
     main(["reconstruct", str(pixel_checkpoint), str(image), "--output_dir", str(tmp_path / "fig")])
     written = capsys.readouterr().out.strip().splitlines()[-1]
-    assert written.endswith("reconstruction.png") and (tmp_path / "fig" / "reconstruction.png").stat().st_size > 0
+    assert written == str(tmp_path / "fig" / "reconstruction.png")
+    with Image.open(written) as figure:  # one row of six panels (norm_pix_loss: raw and de-normalised predictions)
+        assert figure.size[0] > 4 * figure.size[1]
+        assert len(set(figure.convert("RGB").getdata())) > 50  # drawn, not a blank canvas
 
 
 def test_card_command_writes_readme_with_the_method_licence(pixel_checkpoint, capsys):
