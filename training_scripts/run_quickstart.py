@@ -32,6 +32,8 @@ def recipe_to_flags(recipe: dict) -> list[str]:
 
 
 def main(extra: list[str]) -> None:
+    if {"-h", "--help"} & set(extra):
+        print(__doc__.strip() + f"\n\nRecipe: {RECIPE}\nEvery flag of run_itpn.py (below) overrides it.\n")
     run_itpn = runpy.run_path(str(HERE / "run_itpn.py"), run_name="run_itpn")["main"]
     recipe = json.loads(RECIPE.read_text())
     start = time.perf_counter()

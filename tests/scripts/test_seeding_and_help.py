@@ -82,3 +82,12 @@ def test_fused_adamw_falls_back_where_the_device_has_no_kernel(monkeypatch, tmp_
     monkeypatch.undo()
     assert PretrainingArguments(output_dir=str(tmp_path), report_to="none").optim == "adamw_torch_fused"
     assert arguments.fused_adamw_available("cpu") is True  # this torch has the CPU kernel
+
+
+def test_quickstart_help_opens_with_the_main_job_then_the_flags_of_run_itpn(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("run_quickstart")["main"](["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("The main job: a short iTPN pixel pre-training")
+    assert "itpn_quickstart.json" in text and text.index("Presets (--preset NAME)") > text.index("Recipe:")
