@@ -35,8 +35,9 @@ def num_masked_tokens(num_tokens: int, mask_ratio: float) -> int:
 def random_mask(
     batch_size: int,
     num_tokens: int,
-    mask_ratio: float,
+    mask_ratio: float | None = None,
     *,
+    num_masked: int | None = None,
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
@@ -47,19 +48,29 @@ def random_mask(
         batch_size: B.
         num_tokens: N.
         mask_ratio: Fraction of tokens to mask, in (0, 1).
+        num_masked: Exact number of tokens to mask instead of `mask_ratio`, in [0, N).
         noise: Optional (B, N) noise; given the same noise, the mask is the one MAE's `random_masking` removes.
         generator: Optional generator used when `noise` is None.
         device: Device of the returned mask when `noise` is None.
 
     Returns:
-        (B, N) bool, exactly `num_masked_tokens(N, mask_ratio)` True per row.
+        (B, N) bool, exactly `num_masked` (else `num_masked_tokens(N, mask_ratio)`) True per row.
 
     Raises:
         ValueError: the ratio leaves no visible token (a token-dropping encoder would see nothing).
     """
     if num_tokens < 1:
         raise ValueError(f"num_tokens must be at least 1, got {num_tokens}.")
-    num_visible = num_tokens - num_masked_tokens(num_tokens, mask_ratio)
+    if num_masked is not None:
+        if not 0 <= num_masked < num_tokens:
+            raise ValueError(
+                f"num_masked must be in [0, {num_tokens}) so that a token stays visible, got {num_masked}."
+            )
+        num_visible = num_tokens - num_masked
+    elif mask_ratio is None:
+        raise ValueError("random_mask needs `mask_ratio` or an exact `num_masked`.")
+    else:
+        num_visible = num_tokens - num_masked_tokens(num_tokens, mask_ratio)
     if num_visible == 0:
         raise ValueError(
             f"mask_ratio={mask_ratio} masks all {num_tokens} tokens (MAE rounding keeps int({num_tokens} * "
@@ -277,19 +288,24 @@ class RandomMaskGenerator:
     Args:
         num_tokens: Tokens per sample.
         mask_ratio: Fraction to mask, in (0, 1).
+        num_masked: Exact number of tokens to mask instead of `mask_ratio`.
     """
 
-    def __init__(self, num_tokens: int, mask_ratio: float) -> None:
-        validate_mask_ratio(mask_ratio)
-        random_mask(1, num_tokens, mask_ratio, noise=torch.zeros(1, num_tokens))  # fails now, not in the first batch
-        self.num_tokens, self.mask_ratio = num_tokens, mask_ratio
+    def __init__(self, num_tokens: int, mask_ratio: float | None = None, num_masked: int | None = None) -> None:
+        if num_masked is None:
+            validate_mask_ratio(mask_ratio)
+        # fails now, not in the first batch
+        mask = random_mask(1, num_tokens, mask_ratio, num_masked=num_masked, noise=torch.zeros(1, num_tokens))
+        self.num_tokens, self.mask_ratio, self.exact_count = num_tokens, mask_ratio, num_masked is not None
+        self.num_masked = int(mask.sum())
 
     def __call__(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Returns a (B, N) bool mask."""
-        return random_mask(batch_size, self.num_tokens, self.mask_ratio, generator=generator)
+        return random_mask(batch_size, self.num_tokens, num_masked=self.num_masked, generator=generator)
 
     def __repr__(self) -> str:
-        return f"RandomMaskGenerator(num_tokens={self.num_tokens}, mask_ratio={self.mask_ratio})"
+        count = f"num_masked={self.num_masked}" if self.exact_count else f"mask_ratio={self.mask_ratio}"
+        return f"RandomMaskGenerator(num_tokens={self.num_tokens}, {count})"
 
 
 class BlockMaskGenerator:

@@ -280,3 +280,17 @@ def test_random_mask_generator_is_random_mask_with_its_ratio():
     assert mask.sum(1).tolist() == [4, 4, 4]
     assert torch.equal(mask, random_mask(3, 10, 0.35, generator=torch.Generator().manual_seed(2)))
     assert repr(generator) == "RandomMaskGenerator(num_tokens=10, mask_ratio=0.35)"
+
+
+def test_random_mask_with_an_exact_count():
+    noise = torch.tensor([[0.9, 0.2, 0.4, 0.1, 0.7], [0.3, 0.8, 0.5, 0.6, 0.0]])
+    # 2 masked per row, whatever a ratio would round to: the two largest noises
+    assert random_mask(2, 5, num_masked=2, noise=noise).int().tolist() == [[1, 0, 0, 0, 1], [0, 1, 0, 1, 0]]
+    generator = RandomMaskGenerator(10, num_masked=3)
+    assert generator(4, torch.Generator().manual_seed(0)).sum(1).tolist() == [3, 3, 3, 3]
+    assert generator.num_masked == 3 and repr(generator) == "RandomMaskGenerator(num_tokens=10, num_masked=3)"
+    assert RandomMaskGenerator(10, 0.35).num_masked == 4
+    with pytest.raises(ValueError, match=r"num_masked must be in \[0, 5\)"):
+        random_mask(1, 5, num_masked=5)
+    with pytest.raises(ValueError, match="needs `mask_ratio` or an exact `num_masked`"):
+        random_mask(1, 5)

@@ -162,14 +162,6 @@ def _as_grid(grid_size: tuple[int, int] | None, default_side: int) -> tuple[int,
     return int(grid_size[0]), int(grid_size[1])
 
 
-def _mask_ratio_for(num_masked: int, num_tokens: int, config: ITPNConfig) -> float:
-    """The ratio random masking is given so that it masks exactly `num_masked` of `num_tokens` tokens."""
-    if config.num_masking_patches is None:
-        return config.mask_ratio
-    # MAE keeps int(N * (1 - ratio)) tokens visible; half a token of margin makes that exact despite float error.
-    return (num_masked - 0.5) / num_tokens
-
-
 @functools.lru_cache(maxsize=16)
 def _cached_relative_position_index(grid_size: tuple[int, int]) -> torch.Tensor:
     return relative_position_index(grid_size, with_cls_token=False)
@@ -1167,7 +1159,7 @@ class ITPNForPreTraining(TeacherHolderMixin, ITPNPreTrainedModel):
         num_tokens = grid[0] * grid[1]
         num_masked = self.config.num_masked_for(num_tokens)
         if self.config.pretraining_target == "pixel":
-            return RandomMaskGenerator(num_tokens, _mask_ratio_for(num_masked, num_tokens, self.config))
+            return RandomMaskGenerator(num_tokens, num_masked=num_masked)
         return BlockMaskGenerator(
             grid,
             num_masked,
@@ -1186,8 +1178,8 @@ class ITPNForPreTraining(TeacherHolderMixin, ITPNPreTrainedModel):
         grid = patch_grid(pixel_values, self.config)
         batch, num_tokens = pixel_values.shape[0], grid[0] * grid[1]
         if noise is not None:
-            ratio = _mask_ratio_for(self.config.num_masked_for(num_tokens), num_tokens, self.config)
-            return random_mask(batch, num_tokens, ratio, noise=noise, device=pixel_values.device)
+            num_masked = self.config.num_masked_for(num_tokens)
+            return random_mask(batch, num_tokens, num_masked=num_masked, noise=noise, device=pixel_values.device)
         return self.mask_generator(grid)(batch, generator=generator).to(pixel_values.device)
 
     @strict_forward_kwargs
