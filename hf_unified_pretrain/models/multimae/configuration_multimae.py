@@ -275,6 +275,12 @@ class MultiMAEConfig(BackboneConfigMixin, PreTrainedConfig):
         return "rgb"
 
     @property
+    def num_channels(self) -> int:
+        """Channels of the image modality a bare `pixel_values` tensor is taken for (3 for RGB)."""
+        name = self.rgb_modality
+        return self.modality(name).num_channels if name is not None else 0
+
+    @property
     def grid_size(self) -> tuple[int, int]:
         """(H/p, W/p) token grid of every modality at the configured image size."""
         height, width = _pair(self.image_size)

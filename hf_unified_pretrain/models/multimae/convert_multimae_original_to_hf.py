@@ -20,9 +20,7 @@ Contract shared by every method's converter: `config_from_original(original_kwar
 from __future__ import annotations
 
 import argparse
-import json
 import re
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -360,44 +358,54 @@ def load_converted(
     return model.eval(), config
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`python -m hf_unified_pretrain.models.multimae.convert_multimae_original_to_hf --checkpoint X --output_dir Y`"""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--checkpoint", required=True, help="original .pth (read with weights_only=True) or .safetensors"
-    )
-    parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--kind", choices=KINDS, default=None, help="original layout (detected when omitted)")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="original constructor argument the weights cannot show, e.g. num_heads=12 or decoder_num_heads=8",
-    )
-    args = parser.parse_args(argv)
-    path = Path(args.checkpoint)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+def main(argv: list[str] | None = None):
+    """`hf-unified-pretrain convert multimae --checkpoint X --output_dir Y [--kind K] [--set field=value ...]`.
 
-        state_dict, extra = load_file(str(path)), {}
-    else:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        state_dict = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else checkpoint
-        extra = checkpoint.get("args", {}) if isinstance(checkpoint, dict) else {}
-        extra = vars(extra) if not isinstance(extra, dict) else extra
-    for item in args.set:
-        key, _, value = item.partition("=")
-        try:
-            extra[key] = json.loads(value)
-        except ValueError:
-            extra[key] = value
-    model, _ = load_converted(state_dict, extra, args.kind)
-    model.save_pretrained(args.output_dir)
-    from .image_processing_multimae import MultiMAEImageProcessor
+    The layout is detected from the weights unless `--kind` is given; the class written follows the weights
+    (pre-training decoders -> `MultiMAEForPreTraining`, ConvNeXt adapter -> `MultiMAEForSemanticSegmentation`,
+    linear adapter -> `MultiMAEForImageClassification`, else `MultiMAEModel`). The number of heads is not visible in
+    the weights: it comes from the checkpoint's `args` (`num_heads`, `decoder_num_heads`), else 64-d heads are
+    assumed (768 -> 12, decoder 256 -> 8); `--set num_attention_heads=... decoder_num_attention_heads=...` fixes it.
+    """
+    from ...conversion import check_converted_keys, converter_main, load_original_checkpoint
 
-    MultiMAEImageProcessor().save_pretrained(args.output_dir)
-    print(f"Saved {type(model).__name__} to {args.output_dir}")
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--checkpoint")
+    known, _ = parser.parse_known_args(argv)
+    original_state_dict = {}
+    if known.checkpoint:
+        original_state_dict = _strip_wrapper(load_original_checkpoint(known.checkpoint)[0])
+
+    def original_kwargs(args, extras):
+        kwargs = {}
+        for key in ("config", "hyperparams", "args"):
+            if isinstance(extras.get(key), dict):
+                kwargs = dict(extras[key])
+                break
+        return detect_kind(original_state_dict), kwargs
+
+    def build_config(kwargs, kind="pretrain"):
+        return config_from_original(kwargs, kind, state_dict=original_state_dict)
+
+    def choose_class(config, kind, converted, args):
+        return model_class_for(config, converted)
+
+    def load_weights(model, converted, args):
+        if type(model).__name__ == "MultiMAEModel":
+            converted = {key[len("multimae.") :]: value for key, value in converted.items()}
+        check_converted_keys(converted, model.state_dict())
+        model.load_state_dict(converted, strict=True)
+
+    return converter_main(
+        "multimae",
+        argv,
+        build_config,
+        convert_state_dict,
+        kinds=KINDS,
+        original_kwargs=original_kwargs,
+        model_class=choose_class,
+        load_weights=load_weights,
+    )
 
 
 if __name__ == "__main__":

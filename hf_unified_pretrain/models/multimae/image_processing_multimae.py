@@ -70,11 +70,13 @@ class MultiMAEImageProcessor(PilBackend):
             "valid_masks": {"depth": (B, H, W) bool}} for the modalities given.
         """
         size = size or self.size
-        height, width = size["height"], size["width"]
+        height, width = int(size["height"]), int(size["width"])
         modalities: dict[str, torch.Tensor] = {}
         valid_masks: dict[str, torch.Tensor] = {}
         if rgb is not None:
-            modalities["rgb"] = self(list(rgb), return_tensors="pt", size=size)["pixel_values"]
+            modalities["rgb"] = self(list(rgb), return_tensors="pt", size={"height": height, "width": width})[
+                "pixel_values"
+            ]
         if depth is not None:
             maps, valids = [], []
             for item in depth:

@@ -170,6 +170,16 @@ class MultiMAESegmentationEmbeddings(nn.Module):
 # ------------------------------------------------------------------------------------------------------------------
 
 
+_KNOWN_KWARGS = frozenset(TransformersKwargs.__annotations__) | {"return_dict", "use_cache"}
+
+
+def _check_kwargs(kwargs: dict) -> None:
+    """Unknown keyword arguments are an error, so that a misspelt `bool_masked_pos` cannot pass silently."""
+    unknown = sorted(set(kwargs) - _KNOWN_KWARGS)
+    if unknown:
+        raise TypeError(f"Unexpected keyword argument(s) {unknown} for a MultiMAE model.")
+
+
 def _attend(module: nn.Module, query, key, value, config: MultiMAEConfig, dropout: float, **kwargs):
     """(B, heads, T, d) query/key/value through the configured attention implementation -> (B, T, heads * d)."""
     attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
@@ -724,6 +734,7 @@ class MultiMAEModel(MultiMAEPreTrainedModel):
         Returns:
             `MultiMAEModelOutput` (patch tokens in modality order, then the global tokens).
         """
+        _check_kwargs(kwargs)
         inputs = self.collect_inputs(pixel_values, modalities)
         tokens = torch.cat([self.input_adapters[name](values) for name, values in inputs.items()], dim=1)
         mask = ids_keep = ids_restore = None
@@ -785,6 +796,7 @@ class MultiMAEBackbone(BackboneMixin, MultiMAEPreTrainedModel):
         **kwargs: Unpack[TransformersKwargs],
     ) -> BackboneOutput:
         """Inputs as `MultiMAEModel` -> `feature_maps` for `config.out_features`."""
+        _check_kwargs(kwargs)
         inputs = self.multimae.collect_inputs(pixel_values, modalities)
         outputs = self.multimae(modalities=inputs, **kwargs)
         grid = self.multimae.grid_size_of(inputs)
@@ -881,6 +893,7 @@ class MultiMAEForPreTraining(MultiMAEPreTrainedModel):
         Returns:
             `MultiMAEForPreTrainingOutput` with `loss`, `losses` per task, `logits` per task and the masks.
         """
+        _check_kwargs(kwargs)
         inputs = self.multimae.collect_inputs(pixel_values, modalities)
         grid = self.multimae.grid_size_of(inputs)
         count = grid[0] * grid[1]
@@ -966,6 +979,7 @@ class MultiMAEForImageClassification(MultiMAEPreTrainedModel):
         **kwargs: Unpack[TransformersKwargs],
     ) -> ImageClassifierOutput:
         """Inputs as `MultiMAEModel` (+ optional (B,) labels) -> (B, num_labels) logits and the loss."""
+        _check_kwargs(kwargs)
         outputs = self.multimae(pixel_values, modalities, **kwargs)
         tokens = outputs.last_hidden_state
         pooled = tokens.mean(dim=1) if self.config.use_mean_pooling else tokens[:, -1]
@@ -1002,6 +1016,7 @@ class MultiMAEForSemanticSegmentation(MultiMAEPreTrainedModel):
     ) -> SemanticSegmenterOutput:
         """Inputs as `MultiMAEModel` (+ optional (B, H, W) labels) -> (B, num_labels, H, W) logits and the loss
         (cross-entropy ignoring `config.semantic_loss_ignore_index`)."""
+        _check_kwargs(kwargs)
         inputs = self.multimae.collect_inputs(pixel_values, modalities)
         outputs = self.multimae(modalities=inputs, **kwargs)
         grid = self.multimae.grid_size_of(inputs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from hf_unified_pretrain.models.multimae import (
+    ModalitySpec,
     MultiMAEBackbone,
     MultiMAEConfig,
     MultiMAEForImageClassification,
@@ -32,7 +33,7 @@ expose_model_names_to_testers(
 
 
 class MultiMAEModelTester:
-    """RGB-only inputs (`pixel_values`) on a model built for RGB, depth and semseg (any subset is a valid input).
+    """RGB inputs (`pixel_values`) on an RGB model.
 
     With `num_visible` set, `ForPreTraining` gets a fixed mask keeping that many RGB tokens, and `seq_length`
     counts the encoded tokens (visible + global), as the encoder drops the masked ones.
@@ -82,6 +83,11 @@ class MultiMAEModelTester:
             num_attention_heads=self.num_attention_heads,
             num_labels=self.num_labels,
             out_features=self.out_features,
+        )
+        # RGB only, so that an RGB batch uses every parameter (the gradient-checkpointing tests require a gradient
+        # for each); multi-modal models are covered by test_multimae_pretraining.py.
+        fields.update(
+            modalities=[ModalitySpec("rgb", "image").to_dict()], input_modalities=["rgb"], output_modalities=["rgb"]
         )
         fields.update(self.config_overrides)
         return MultiMAEConfig.from_preset("tiny", **fields)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import unittest
 
 from hf_unified_pretrain.models.multimae import (
-    ModalitySpec,
     MultiMAEBackbone,
     MultiMAEConfig,
     MultiMAEForImageClassification,
@@ -34,17 +33,10 @@ class MultiMAEModelTest(MultiMAEModelTestBase, unittest.TestCase):
 class MultiMAEForPreTrainingTest(MultiMAEModelTestBase, unittest.TestCase):
     """The pre-training model with a fixed mask keeping 6 of the 16 RGB tokens (encoder sequence = 6 + 1).
 
-    Built for RGB only (outputs rgb + norm_rgb), so that every parameter is used by an RGB-only batch (the
-    gradient-checkpointing tests require a gradient for each); the multi-modal model's gradients are checked in
-    test_multimae_pretraining.py."""
+    Outputs rgb + norm_rgb."""
 
     all_model_classes = (MultiMAEForPreTraining,)
-    tester_kwargs = {
-        "num_visible": 6,
-        "modalities": [ModalitySpec("rgb", "image").to_dict()],
-        "input_modalities": ["rgb"],
-        "output_modalities": ["rgb"],
-    }
+    tester_kwargs = {"num_visible": 6}
 
 
 class MultiMAEBackboneTest(BackboneTesterMixin, unittest.TestCase):

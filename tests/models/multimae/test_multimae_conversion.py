@@ -14,7 +14,6 @@ from hf_unified_pretrain.models.multimae import (
     MultiMAEConfig,
     MultiMAEForImageClassification,
     MultiMAEForPreTraining,
-    MultiMAEForSemanticSegmentation,
     MultiMAEModel,
 )
 from hf_unified_pretrain.models.multimae.convert_multimae_original_to_hf import (
@@ -158,9 +157,8 @@ def test_command_line_writes_a_loadable_folder(tmp_path):
     save_file({k[len("state_dict.") :]: v.contiguous() for k, v in _original(tensors).items()}, str(checkpoint))
     heads = [
         "--set",
-        f"num_heads={meta['config.num_heads']}",
-        "--set",
-        f"decoder_num_heads={meta['config.decoder.heads']}",
+        f"num_attention_heads={meta['config.num_heads']}",
+        f"decoder_num_attention_heads={meta['config.decoder.heads']}",
     ]
     main(["--checkpoint", str(checkpoint), "--output_dir", str(tmp_path / "out"), *heads])
     reloaded = MultiMAEForPreTraining.from_pretrained(tmp_path / "out")
@@ -168,4 +166,5 @@ def test_command_line_writes_a_loadable_folder(tmp_path):
     reference, _ = load_converted(_original(tensors), meta)
     for key, value in reference.state_dict().items():
         torch.testing.assert_close(reloaded.state_dict()[key], value)
-    assert MultiMAEForSemanticSegmentation is not None
+    assert reloaded.config.num_attention_heads == meta["config.num_heads"]
+    assert (tmp_path / "out" / "README.md").exists() and (tmp_path / "out" / "preprocessor_config.json").exists()
