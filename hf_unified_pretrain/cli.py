@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     for entry in converters:
         # The method's own arguments are left unparsed here and handed to its converter (`main(argv)`).
         title = entry.card.name if entry.card else entry.name
-        methods.add_parser(entry.name, add_help=False, help=f"{title} checkpoints ({entry.converter})")
+        methods.add_parser(entry.name, add_help=False, help=f"{title} checkpoints")
     convert.set_defaults(run=_convert)
 
     card = commands.add_parser("card", help="write README.md (model card) into a checkpoint folder")

@@ -26,7 +26,7 @@ def test_convert_help_lists_exactly_the_registered_converters(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     section = out[out.index("methods:") :].split("\n\n")[0]
-    listed = re.findall(r"^ {4}(\S+) {2,}", section, flags=re.MULTILINE)
+    listed = re.findall(r"^ {4}(\S+)(?: {2,}|$)", section, flags=re.MULTILINE)
     assert listed == [entry.name for entry in method_entries("converter")]
 
 
