@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Pre-train AMDIM: NCE between the global and local features of two augmented views (1→5, 1→7, 5→5).
+r"""Pre-train AMDIM: NCE between the global and local features of two augmented views (1→5, 1→7, 5→5).
 
 Each image gives two views (`TwoViewTransform`, AMDIM's recipe for the encoder size); when the dataset has labels
 (`--label_column`, default "label" when present) the original's online MLP / linear classifiers train on the detached
@@ -26,6 +26,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from transformers import set_seed
+
 import hf_unified_pretrain  # noqa: F401  (registers the model types with the Auto classes)
 from hf_unified_pretrain.data import (
     SkippedImagesCallback,
@@ -35,7 +37,7 @@ from hf_unified_pretrain.data import (
     load_cifar10_jpeg,
     load_pretraining_dataset,
 )
-from hf_unified_pretrain.models.amdim import AMDIMConfig, AMDIMImageProcessor
+from hf_unified_pretrain.models.amdim import AMDIM_PRESETS, AMDIMConfig, AMDIMImageProcessor
 from hf_unified_pretrain.training import (
     DataArguments,
     LossCurveCallback,
@@ -45,6 +47,7 @@ from hf_unified_pretrain.training import (
     build_model_and_processor,
     parse_args_or_json,
     resolve_resume_checkpoint,
+    script_description,
     setup_logging,
     train_and_save,
     write_model_card,
@@ -121,10 +124,13 @@ def _label_column(raw, requested: str | None) -> str | None:
 
 def main(args: list[str] | None = None) -> dict[str, Any]:
     model_args, data_args, training_args, amdim_args = parse_args_or_json(
-        (ModelArguments, DataArguments, PretrainingArguments, AMDIMArguments), args
+        (ModelArguments, DataArguments, PretrainingArguments, AMDIMArguments),
+        args,
+        description=script_description(__doc__, AMDIM_PRESETS),
     )
     logger = setup_logging(training_args, "run_amdim")
     resume_from = resolve_resume_checkpoint(training_args)
+    set_seed(training_args.seed)  # before the model is built: --seed fixes the initial weights too
 
     model, image_processor = build_model_and_processor(
         model_args,

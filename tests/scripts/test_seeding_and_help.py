@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import hf_unified_pretrain  # noqa: F401
+from hf_unified_pretrain.models.amdim import AMDIM_PRESETS
 from hf_unified_pretrain.models.itpn import ITPN_PRESETS
 from hf_unified_pretrain.models.mvp import MVP_PRESETS
 from tests.scripts.conftest import load_script
@@ -58,15 +59,18 @@ def test_the_seed_fixes_initial_weights_and_first_loss(script, tmp_path, tiny_cl
     assert trainer.args.dataloader_pin_memory is (torch.accelerator.is_available() and not trainer.args.use_cpu)
 
 
-@pytest.mark.parametrize("script,presets", [("run_itpn", ITPN_PRESETS), ("run_mvp", MVP_PRESETS)])
-def test_help_opens_with_what_the_script_does_and_names_its_presets(script, presets, capsys):
+@pytest.mark.parametrize(
+    "script,presets,method",
+    [("run_itpn", ITPN_PRESETS, "iTPN"), ("run_mvp", MVP_PRESETS, "MVP"), ("run_amdim", AMDIM_PRESETS, "AMDIM")],
+)
+def test_help_opens_with_what_the_script_does_and_names_its_presets(script, presets, method, capsys):
     with pytest.raises(SystemExit) as exit_info:
         load_script(script)["main"](["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     usage, description = text.split("\n\n", 2)[:2]
     assert usage.startswith("usage: ") and len(usage.splitlines()) == 1
-    assert description.startswith(f"Pre-train {'iTPN' if script == 'run_itpn' else 'MVP'}")
+    assert description.startswith(f"Pre-train {method}:")
     preset_line = next(line for line in text.splitlines() if line.startswith("Presets (--preset NAME):"))
     assert all(name in preset_line for name in presets)
     assert "tiny" in preset_line
