@@ -110,7 +110,8 @@ class InternImageConfig(BackboneConfigMixin, PreTrainedConfig):
         offset_scale: Scale of the kernel grid and offsets (L/XL: 2).
         post_norm: Post-norm blocks (norm after each branch); without `center_feature_scale` the stages then have no
             final norm.
-        res_post_norm: Pre-norm blocks with an extra norm on each residual branch (H).
+        res_post_norm: Pre-norm blocks with an extra norm on each residual branch (H). As in the original, it has no
+            effect when `layer_scale` is set (the layer-scale block order wins; no such norms are built).
         layer_scale: Initial layer-scale value (None = no layer-scale).
         center_feature_scale: Gate mixing the DCNv3 output with its projected input (H/G); implies the stage norms.
         remove_center: Leave out the kernel centre from DCNv3 sampling.
@@ -196,6 +197,11 @@ class InternImageConfig(BackboneConfigMixin, PreTrainedConfig):
         return sum(self.depths)
 
     @property
+    def uses_res_post_norm(self) -> bool:
+        """Whether blocks have the residual-branch norms (`res_post_norm` without layer-scale, as the original)."""
+        return self.res_post_norm and self.layer_scale is None
+
+    @property
     def has_stage_norm(self) -> bool:
         """Whether each stage ends with a LayerNorm (pre-norm blocks, or the center feature scale gate)."""
         return not self.post_norm or self.center_feature_scale
@@ -218,11 +224,6 @@ class InternImageConfig(BackboneConfigMixin, PreTrainedConfig):
             raise ValueError("kernel_size and dw_kernel_size must be odd (centred 'same' convolutions).")
         if self.post_norm and self.res_post_norm:
             raise ValueError("post_norm and res_post_norm are two different block orders; enable at most one.")
-        if self.res_post_norm and self.layer_scale is not None:
-            raise ValueError(
-                "res_post_norm has no effect together with layer_scale in the original InternImage (the layer-scale "
-                "branch is used); set layer_scale=None (as InternImage-H) or res_post_norm=False."
-            )
         if self.level2_post_norm:
             if len(self.depths) < 3:
                 raise ValueError("level2_post_norm needs at least 3 stages (it normalises inside stage 3).")

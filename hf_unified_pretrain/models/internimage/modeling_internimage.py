@@ -85,7 +85,8 @@ class InternImageDownsample(nn.Module):
         self.norm = nn.LayerNorm(2 * channels, eps=config.layer_norm_eps)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.conv(hidden.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
+        """(N, C, H, W) → (N, H/2, W/2, 2C) channels-last."""
+        return self.norm(self.conv(hidden).permute(0, 2, 3, 1))
 
 
 class InternImageDCNv3(nn.Module):
@@ -171,7 +172,7 @@ class InternImageLayer(GradientCheckpointingLayer):
             self.layer_scale2 = nn.Parameter(torch.full((channels,), float(config.layer_scale)))
         else:
             self.layer_scale1 = self.layer_scale2 = None
-        if config.res_post_norm:
+        if config.uses_res_post_norm:
             self.res_post_norm1 = nn.LayerNorm(channels, eps=config.layer_norm_eps)
             self.res_post_norm2 = nn.LayerNorm(channels, eps=config.layer_norm_eps)
         else:
@@ -194,10 +195,8 @@ class InternImageLayer(GradientCheckpointingLayer):
 
 
 class InternImageStage(nn.Module):
-    """Blocks of one stage, the optional level-2 post norms and stage norm, then the downsampling.
-
-    Returns both the stage output before downsampling (what detection/segmentation backbones use) and after.
-    """
+    """Blocks of one stage, the optional level-2 post norms and stage norm; the downsampling to the next stage is
+    applied by the encoder to the stage output."""
 
     def __init__(
         self,
@@ -221,17 +220,15 @@ class InternImageStage(nn.Module):
         self.norm = nn.LayerNorm(channels, eps=config.layer_norm_eps) if config.has_stage_norm else None
         self.downsample = InternImageDownsample(config, channels) if index < len(config.depths) - 1 else None
 
-    def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(N, H, W, C) → (N, H, W, C), before downsampling."""
         for block_index, layer in enumerate(self.layers):
             hidden = layer(hidden)
             if block_index in self.post_norm_ids:
                 hidden = self.post_norms[self.post_norm_ids.index(block_index)](hidden)
         if self.norm is not None:
             hidden = self.norm(hidden)
-        stage_output = hidden
-        if self.downsample is not None:
-            hidden = self.downsample(hidden)
-        return stage_output, hidden
+        return hidden
 
 
 class InternImageEncoder(nn.Module):
@@ -248,12 +245,19 @@ class InternImageEncoder(nn.Module):
             [InternImageStage(config, index, rates[start:]) for index, start in enumerate(starts)]
         )
 
-    def forward(self, hidden: torch.Tensor) -> list[torch.Tensor]:
-        """Channels-last stem output → channels-last output of every stage before its downsampling."""
+    def forward(self, stem: torch.Tensor) -> list[torch.Tensor]:
+        """(N, C, H/4, W/4) stem map → every stage's output before its downsampling, (N, C_i, H_i, W_i).
+
+        The returned channels-first views are what the next stage consumes, so gradients reach them (hidden states
+        kept with `retain_grad` see the gradient of everything downstream).
+        """
         stage_outputs = []
+        hidden = stem.permute(0, 2, 3, 1)
         for stage in self.stages:
-            stage_output, hidden = stage(hidden)
+            stage_output = stage(hidden).permute(0, 3, 1, 2)
             stage_outputs.append(stage_output)
+            if stage.downsample is not None:
+                hidden = stage.downsample(stage_output)
         return stage_outputs
 
 
@@ -382,12 +386,10 @@ class InternImageModel(InternImagePreTrainedModel):
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
-        stem = self.embeddings(pixel_values.to(self.embeddings.conv1.weight.dtype))
+        stem = self.embeddings(pixel_values.to(self.embeddings.conv1.weight.dtype)).permute(0, 3, 1, 2)
         stage_outputs = self.encoder(stem)
-        last_hidden_state = stage_outputs[-1].permute(0, 3, 1, 2)
-        hidden_states = None
-        if output_hidden_states:
-            hidden_states = tuple(hidden.permute(0, 3, 1, 2) for hidden in (stem, *stage_outputs))
+        last_hidden_state = stage_outputs[-1]
+        hidden_states = (stem, *stage_outputs) if output_hidden_states else None
         return BaseModelOutputWithPoolingAndNoAttention(
             last_hidden_state=last_hidden_state,
             pooler_output=self.pooler(last_hidden_state).flatten(1),
