@@ -83,6 +83,28 @@ def test_unknown_top_level_name_is_an_attribute_error():
         hf_unified_pretrain.NotAModel  # noqa: B018
 
 
+@pytest.mark.parametrize("entry", method_params("converter"))
+def test_no_model_file_imports_its_conversion_script(entry):
+    """Modeling stays at the bottom of the import graph: only the converter itself may import conversion code
+    (module level or inside a function)."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    folder = Path(importlib.util.find_spec(entry.module).origin).parent
+    converter_name = entry.converter.rsplit(".", 1)[1]
+    offenders = []
+    for path in folder.glob("*.py"):
+        if path.stem == converter_name:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, (ast.Import, ast.ImportFrom)) else []
+            if any(converter_name in name or name.endswith("conversion") for name in names):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert not offenders
+
+
 def test_installed_package_registers_on_import_from_any_directory(tmp_path):
     code = (
         "import sys, hf_unified_pretrain\n"
@@ -93,6 +115,8 @@ def test_installed_package_registers_on_import_from_any_directory(tmp_path):
         "    assert type(config).__name__ == entry.config\n"
         "    assert type(AutoModel.from_config(config)).__name__ == entry.model\n"
         "assert 'hf_unified_pretrain.training' not in sys.modules, 'import pulled the training stack in'\n"
+        "loaded = [e.converter for e in hf_unified_pretrain.models.registry.METHODS.values() if e.converter in sys.modules]\n"
+        "assert not loaded, f'registration imported conversion scripts: {loaded}'\n"
         "print('ok')\n"
     )
     completed = subprocess.run(
