@@ -277,6 +277,33 @@ AMDIM_CARD = CardInfo(
         "}"
     ),
     tags=("contrastive-learning", "mutual-information", "convolutional"),
+    license="mit",  # amdim-public is MIT-licensed
+)
+_AMDIM_NOTES = (
+    (
+        "Released by the authors as `amdim_ndf*_rkhs*_rd10.pth` (an Azure blob linked from the amdim-public "
+        "README); `hf-unified-pretrain convert amdim --checkpoint <file>.pth --output_dir <dir>` converts them."
+    ),
+    "Linear accuracy is the authors' evaluation with the online classifiers retrained on the frozen encoder.",
+)
+_AMDIM_RELEASES = (
+    Release(
+        name="amdim-medium-in128",
+        preset="medium",
+        size="medium (128 px, ndf 256, n_rkhs 2048, depth 10)",
+        results=(("ImageNet linear top-1 (128 px)", f"67+ ({_REPORTED})"),),
+        notes=_AMDIM_NOTES,
+    ),
+    Release(
+        name="amdim-large-in128",
+        preset="large",
+        size="large (128 px, ndf 320, n_rkhs 2560, depth 10)",
+        results=(
+            ("ImageNet linear top-1 (128 px)", f"68.1 ({_REPORTED})"),
+            ("Places205 linear top-1", f"55.0 ({_REPORTED})"),
+        ),
+        notes=_AMDIM_NOTES,
+    ),
 )
 
 
@@ -460,29 +487,8 @@ _ENTRIES: list[MethodEntry] = [
         converter="hf_unified_pretrain.models.amdim.convert_amdim_original_to_hf",
         presets="AMDIM_PRESETS",
         test_preset="tiny",
-        card=CardInfo(
-            name="AMDIM",
-            paper_title="Learning Representations by Maximizing Mutual Information Across Views",
-            paper_url="https://arxiv.org/abs/1906.00910",
-            venue="NeurIPS 2019",
-            description=(
-                "AMDIM (Augmented Multiscale Deep InfoMax) maximises mutual information between two augmented views "
-                "of an image: a convolutional encoder's global feature of one view must pick out, by noise-contrastive "
-                "estimation, the local features (5x5 and 7x7 maps) of the other view among those of every other "
-                "image, and local features predict local features across views; scores are soft-clipped and "
-                "regularised."
-            ),
-            citation=(
-                "@inproceedings{bachman2019learning,\n"
-                "  title     = {Learning Representations by Maximizing Mutual Information Across Views},\n"
-                "  author    = {Bachman, Philip and Hjelm, R Devon and Buchwalter, William},\n"
-                "  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},\n"
-                "  year      = {2019}\n"
-                "}"
-            ),
-            tags=("contrastive", "infomax", "nce", "convnet", "multi-view"),
-            license="mit",
-        ),
+        card=AMDIM_CARD,
+        releases=_AMDIM_RELEASES,
     ),
     MethodEntry(
         name="multimae",
