@@ -30,6 +30,21 @@ def test_convert_help_lists_exactly_the_registered_converters(capsys):
     assert listed == [entry.name for entry in method_entries("converter")]
 
 
+@pytest.mark.parametrize("entry", method_params("converter"))
+def test_every_converter_has_the_one_command_shape(entry, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["convert", entry.name, "--help"])
+    assert exit_info.value.code == 0
+    usage = capsys.readouterr().out
+    assert usage.startswith(f"usage: hf-unified-pretrain convert {entry.name} ")
+    options = set(re.findall(r"(--[a-z_]+)", usage))
+    assert {"--checkpoint", "--output_dir", "--set", "--no_model_card"} <= options
+    with pytest.raises(SystemExit) as exit_info:  # the two paths are required
+        main(["convert", entry.name])
+    assert exit_info.value.code == 2
+    assert "--checkpoint" in capsys.readouterr().err
+
+
 def test_convert_unknown_method_is_a_clear_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["convert", "amdim-unknown", "--checkpoint", "x.pth", "--output_dir", "out"])

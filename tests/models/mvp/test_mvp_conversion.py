@@ -263,15 +263,3 @@ def test_package_command_line_converts_a_beit_mim_folder_into_a_pretraining_chec
     usage = capsys.readouterr().out
     assert usage.startswith("usage: hf-unified-pretrain convert mvp")
     assert all(flag in usage for flag in ("--checkpoint", "--output_dir", "--kind", "--set", "--task", "--verify"))
-
-
-def test_modeling_does_not_import_the_converter():
-    import ast
-    from pathlib import Path
-
-    import hf_unified_pretrain.models.mvp.modeling_mvp as modeling
-
-    tree = ast.parse(Path(modeling.__file__).read_text())
-    imported = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
-    imported += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
-    assert not [name for name in imported if "convert" in name]
