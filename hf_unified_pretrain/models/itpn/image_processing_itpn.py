@@ -19,7 +19,10 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 class ITPNImageProcessor(PilBackend):
     """Evaluation transform of the original fine-tuning code: bicubic resize of the shorter side to 256
-    (crop ratio 0.875), 224x224 center crop, rescale to [0, 1], ImageNet mean/std."""
+    (crop ratio 0.875), 224x224 center crop, rescale to [0, 1], ImageNet mean/std.
+
+    These defaults fit the released 224-pixel models; `hf_unified_pretrain.models.registry.image_processor_for(config)`
+    keeps the 0.875 ratio at the config's `image_size` (what converters and run scripts save with a checkpoint)."""
 
     resample = PILImageResampling.BICUBIC
     image_mean = IMAGENET_DEFAULT_MEAN

@@ -10,7 +10,9 @@ class MVPImageProcessor(PilBackend):
     The student sees ImageNet-normalised pixels as in iTPN-CLIP and BEiT-v2, MVP's closest public lineage; the frozen
     CLIP teacher re-normalises the same pixels with CLIP's own mean/std (the teacher wrapper undoes this
     normalisation first), so the student's statistics need not match the teacher's. Checkpoints converted from a
-    BEiT folder keep that folder's mean/std (BEiT-v1 used 0.5/0.5).
+    BEiT folder keep that folder's mean/std (BEiT-v1 used 0.5/0.5). For a model of another resolution,
+    `hf_unified_pretrain.models.registry.image_processor_for(config)` resizes to the config's `image_size` (what
+    converters and run scripts save with a checkpoint).
     """
 
     resample = PILImageResampling.BICUBIC
