@@ -309,3 +309,25 @@ def test_itpn_keeps_its_clip_and_mfm_teachers_in_named_slots():
     assert {"clip", "mfm_stride4", "mfm_stride8", "mfm_stride16"} <= set(output.losses)
     model.set_teacher(None, name="mfm")
     assert model.mfm_teacher is None and model.teacher is clip_teacher
+
+
+HEADS_THAT_NEVER_MASK = [
+    (ITPNForImageClassification, lambda: itpn_config("clip", num_labels=3)),
+    (ITPNBackbone, lambda: itpn_config("clip", out_features=["stage1", "stage2", "stage3", "stage4"])),
+    (MVPForImageClassification, lambda: mvp_config(num_labels=3)),
+    (MVPBackbone, lambda: mvp_config()),
+]
+
+
+@pytest.mark.parametrize(
+    ("model_class", "make_config"), HEADS_THAT_NEVER_MASK, ids=[c.__name__ for c, _ in HEADS_THAT_NEVER_MASK]
+)
+def test_heads_that_never_mask_build_no_mask_token_and_train_every_parameter(model_class, make_config):
+    config = make_config()
+    model = model_class(config).train()
+    assert not any("mask_token" in name for name, _ in model.named_parameters())
+    pixels = torch.randn(2, 3, config.image_size, config.image_size, generator=torch.Generator().manual_seed(0))
+    output = model(pixels)
+    outputs = output.feature_maps if hasattr(output, "feature_maps") else (output.logits,)
+    sum(value.square().mean() for value in outputs).backward()
+    assert [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0] == []

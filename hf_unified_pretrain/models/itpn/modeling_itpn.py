@@ -72,6 +72,7 @@ from .configuration_itpn import ITPNConfig
 
 # Parts of an ITPNForPreTraining checkpoint that only pre-training uses: pixel decoder, CLIP-target heads, MFM heads.
 PRETRAINING_HEAD_KEYS = [r"^decoder\.", r"^feature_head\.", r"^aux_head\.", r"^mfm_heads\."]
+MASK_TOKEN_KEY = r"^itpn\.embeddings\.mask_token$"
 
 # Teacher slot of the masked-feature-modelling teacher (the CLIP teacher uses the default slot).
 MFM_TEACHER = "mfm"
@@ -454,7 +455,7 @@ class ITPNEmbeddings(nn.Module):
     visible patches are computed (MAE-style token dropping).
     """
 
-    def __init__(self, config: ITPNConfig) -> None:
+    def __init__(self, config: ITPNConfig, use_mask_token: bool | None = None) -> None:
         super().__init__()
         self.config = config
         width1, width2, width3 = config.stage_widths
@@ -473,7 +474,9 @@ class ITPNEmbeddings(nn.Module):
             for i in range(depth2)
         )
         self.merge2 = ITPNPatchMerging(config, width2)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, width3)) if config.pretraining_target == "clip" else None
+        if use_mask_token is None:
+            use_mask_token = config.pretraining_target == "clip"
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, width3)) if use_mask_token else None
         grid = config.resolved_position_embedding_grid_size
         self.position_embeddings = (
             nn.Parameter(torch.zeros(1, grid * grid, width3)) if config.use_absolute_position_embeddings else None
@@ -539,8 +542,9 @@ class ITPNEmbeddings(nn.Module):
         if bool_masked_pos is not None:
             if self.mask_token is None:
                 raise ValueError(
-                    "Mask-token replacement needs the mask token of the CLIP target "
-                    "(config.pretraining_target='clip')."
+                    "Mask-token replacement needs the mask token of the CLIP target: only ITPNModel and "
+                    "ITPNForPreTraining with config.pretraining_target='clip' build one (the classifier and the "
+                    "backbone never mask)."
                 )
             weight = bool_masked_pos.unsqueeze(-1).to(hidden_states.dtype)
             hidden_states = hidden_states * (1.0 - weight) + self.mask_token.to(hidden_states.dtype) * weight
@@ -876,14 +880,22 @@ class ITPNModel(ITPNPreTrainedModel):
     # model to the classes that contain it).
     _keys_to_ignore_on_load_unexpected = PRETRAINING_HEAD_KEYS
 
-    def __init__(self, config: ITPNConfig, add_pooling_layer: bool = True, add_pyramid: bool = True) -> None:
+    def __init__(
+        self,
+        config: ITPNConfig,
+        add_pooling_layer: bool = True,
+        add_pyramid: bool = True,
+        use_mask_token: bool | None = None,
+    ) -> None:
         r"""
         add_pooling_layer (`bool`): Build the mean-pooling head (classification).
         add_pyramid (`bool`): Build the feature pyramid (when `config.use_pyramid`).
+        use_mask_token (`bool`, *optional*): Build the mask token; None: with the CLIP target. Heads that never mask
+            (classifier, backbone) pass False, so that no parameter is left without gradient (as MVP's).
         """
         super().__init__(config)
         self.config = config
-        self.embeddings = ITPNEmbeddings(config)
+        self.embeddings = ITPNEmbeddings(config, use_mask_token=use_mask_token)
         self.encoder = ITPNEncoder(config)
         self.layernorm = (
             nn.Identity() if config.use_mean_pooling else nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -979,11 +991,11 @@ class ITPNBackbone(BackboneMixin, ITPNPreTrainedModel):
     returned (pooled the same way beyond stride 16).
     """
 
-    _keys_to_ignore_on_load_unexpected = PRETRAINING_HEAD_KEYS
+    _keys_to_ignore_on_load_unexpected = [*PRETRAINING_HEAD_KEYS, MASK_TOKEN_KEY]
 
     def __init__(self, config: ITPNConfig) -> None:
         super().__init__(config)
-        self.itpn = ITPNModel(config, add_pooling_layer=False)
+        self.itpn = ITPNModel(config, add_pooling_layer=False, use_mask_token=False)
         width1, width2, width3 = config.stage_widths
         if not config.use_pyramid:
             level_channels = [width1, width2, width3]
@@ -1292,13 +1304,13 @@ class ITPNForImageClassification(ITPNPreTrainedModel):
     The pyramid is not built: classification fine-tuning of the original drops it too.
     """
 
-    # Pre-training checkpoints also carry the pyramid, which the classifier does not build.
-    _keys_to_ignore_on_load_unexpected = [*PRETRAINING_HEAD_KEYS, r"^itpn\.pyramid\."]
+    # Pre-training checkpoints also carry the pyramid and the mask token, which the classifier does not build.
+    _keys_to_ignore_on_load_unexpected = [*PRETRAINING_HEAD_KEYS, MASK_TOKEN_KEY, r"^itpn\.pyramid\."]
 
     def __init__(self, config: ITPNConfig) -> None:
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.itpn = ITPNModel(config, add_pooling_layer=True, add_pyramid=False)
+        self.itpn = ITPNModel(config, add_pooling_layer=True, add_pyramid=False, use_mask_token=False)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
         self.post_init()
 
