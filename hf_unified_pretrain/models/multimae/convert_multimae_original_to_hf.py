@@ -204,6 +204,18 @@ def config_from_original(
                 if len(main) * fields["hidden_size"] != in_dim:
                     main = in_domains[: in_dim // fields["hidden_size"]]
                 fields["head_modalities"] = main
+    if state_dict is not None:
+        # MLP widths and biases are visible in the weights: they win over the arguments.
+        prefix = "blocks.0." if kind == "timm" else "encoder.0."
+        if f"{prefix}mlp.fc1.weight" in state_dict:
+            fields["mlp_ratio"] = state_dict[f"{prefix}mlp.fc1.weight"].shape[0] / fields["hidden_size"]
+            fields["qkv_bias"] = f"{prefix}attn.qkv.bias" in state_dict
+        decoder_fc1 = [k for k in state_dict if re.match(r"output_adapters\.[^.]+\.mlp\.fc1\.weight$", k)]
+        if decoder_fc1 and kind != "timm":
+            fields["decoder_mlp_ratio"] = state_dict[decoder_fc1[0]].shape[0] / fields["decoder_hidden_size"]
+    use_mean_pooling = _get(kwargs, "use_mean_pooling")
+    if use_mean_pooling is not None:
+        fields["use_mean_pooling"] = bool(use_mean_pooling)
     # Weights do not show the number of heads: without arguments, assume ViT's 64-d (decoder: 32-d) heads.
     if not heads_given:
         fields["num_attention_heads"] = max(1, fields["hidden_size"] // 64)

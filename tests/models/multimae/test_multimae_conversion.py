@@ -168,3 +168,74 @@ def test_command_line_writes_a_loadable_folder(tmp_path):
         torch.testing.assert_close(reloaded.state_dict()[key], value)
     assert reloaded.config.num_attention_heads == meta["config.num_heads"]
     assert (tmp_path / "out" / "README.md").exists() and (tmp_path / "out" / "preprocessor_config.json").exists()
+
+
+_INVERSE_BLOCK = {
+    "layernorm_before": "norm1",
+    "attention.qkv": "attn.qkv",
+    "attention.proj": "attn.proj",
+    "layernorm_after": "norm2",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+}
+
+
+def _to_original_keys(state_dict: dict) -> dict:
+    """Our keys -> the original MultiMAE layout (the inverse of convert_state_dict), to test structure inference."""
+    import re
+
+    out = {}
+    for key, value in state_dict.items():
+        new = key.replace("multimae.", "", 1)
+        new = new.replace("position_embeddings", "pos_emb").replace("class_embeddings", "class_emb")
+        new = new.replace(".projection.", ".proj.")
+        if m := re.match(r"encoder\.layer\.(\d+)\.(.+)\.(weight|bias)$", new):
+            new = f"encoder.{m.group(1)}.{_INVERSE_BLOCK[m.group(2)]}.{m.group(3)}"
+        if m := re.match(r"decoders\.([^.]+)\.layers\.(\d+)\.(.+)\.(weight|bias)$", new):
+            new = f"decoders.{m.group(1)}.decoder_transformer.{m.group(2)}.{_INVERSE_BLOCK[m.group(3)]}.{m.group(4)}"
+        new = new.replace(".cross_attention.", ".decoder.").replace("decoders.", "output_adapters.", 1)
+        out[new] = value
+    return out
+
+
+def test_structure_of_other_sizes_is_read_from_the_weights():
+    """A non-square 2-global-token model with other widths, depths, classes and MLP ratios converts back to itself."""
+    config = MultiMAEConfig.from_preset(
+        "tiny",
+        image_size=[32, 48],
+        hidden_size=48,
+        num_hidden_layers=3,
+        num_attention_heads=3,
+        mlp_ratio=2.0,
+        num_global_tokens=2,
+        decoder_hidden_size=24,
+        decoder_num_hidden_layers=2,
+        decoder_num_attention_heads=3,
+        modalities=[
+            {"name": "rgb", "kind": "image"},
+            {"name": "depth", "kind": "depth", "num_channels": 1},
+            {"name": "semseg", "kind": "segmentation", "num_classes": 11, "stride_level": 4, "class_embed_dim": 6},
+        ],
+    )
+    torch.manual_seed(0)
+    ours = MultiMAEForPreTraining(config).eval()
+    original = _to_original_keys(ours.state_dict())
+    kwargs = {"num_heads": 3, "decoder_num_heads": 3}
+    rebuilt, rebuilt_config = load_converted(original, kwargs)
+    for field in ("image_size", "hidden_size", "num_hidden_layers", "mlp_ratio", "num_global_tokens",
+                  "decoder_hidden_size", "decoder_num_hidden_layers", "modalities", "decoder_tasks"):  # fmt: skip
+        assert getattr(rebuilt_config, field) == getattr(config, field), field
+    generator = torch.Generator().manual_seed(0)
+    inputs = {
+        "rgb": torch.randn(1, 3, 32, 48, generator=generator),
+        "depth": torch.randn(1, 1, 32, 48, generator=generator),
+        "semseg": torch.randint(0, 11, (1, 8, 12), generator=generator),
+    }
+    masks = {name: torch.rand(1, 24, generator=generator) > 0.5 for name in inputs}
+    keep = sum(int((~m).sum()) for m in masks.values())
+    assert keep > 0
+    with torch.no_grad():
+        expected = ours(modalities=inputs, bool_masked_pos=masks)
+        got = rebuilt(modalities=inputs, bool_masked_pos=masks)
+    for task in expected.logits:
+        torch.testing.assert_close(got.logits[task], expected.logits[task])

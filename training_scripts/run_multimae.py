@@ -1,0 +1,275 @@
+#!/usr/bin/env python
+r"""Pre-train MultiMAE: Dirichlet multi-modal masking over RGB, depth and semantic maps, one decoder per task.
+
+Data: a dataset with one column per modality (`--dataset_name` = a `save_to_disk` folder or a `datasets` name,
+`--modality_columns '{"rgb": "image", "semseg": "semantic_map"}'` maps modality names to columns), or a folder with
+one sub-folder per modality and matching file stems (`--train_dir`). RGB-only data: add pseudo labels first with
+`hf-unified-pretrain pseudo-label` (any local depth and segmentation model).
+
+Examples:
+
+    # tiny model on tiny COCO with pseudo depth (see tests/scripts/test_run_multimae.py for preparing it)
+    python training_scripts/run_multimae.py --preset tiny --dataset_name coco_with_depth \
+        --modality_columns '{"rgb": "image", "semseg": "semantic_map"}' --num_semseg_classes 81 \
+        --output_dir outputs/multimae-tiny --do_train --max_steps 50 --per_device_train_batch_size 8
+
+    # ViT-B/16 on 8 GPUs
+    accelerate launch --num_processes 8 training_scripts/run_multimae.py training_scripts/configs/multimae_base.json
+
+Any flag of `transformers.TrainingArguments` works; a single `.json` recipe may replace the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+from transformers import set_seed
+
+import hf_unified_pretrain  # noqa: F401  (registers the model types with the Auto classes)
+from hf_unified_pretrain.data import SkippedImageCounter
+from hf_unified_pretrain.data.multimodal import (
+    MultiModalCollator,
+    MultiModalTransform,
+    attach_multimodal_transform,
+    fields_from_config,
+    load_multimodal_folder,
+)
+from hf_unified_pretrain.models.multimae import (
+    MULTIMAE_PRESETS,
+    MultiMAEConfig,
+    MultiMAEForPreTraining,
+    MultiMAEImageProcessor,
+)
+from hf_unified_pretrain.training import (
+    DataArguments,
+    ModelArguments,
+    PretrainingArguments,
+    build_model_and_processor,
+    build_trainer,
+    parse_args_or_json,
+    resolve_resume_checkpoint,
+    script_description,
+    setup_logging,
+    train_and_save,
+    write_model_card,
+)
+
+
+@dataclass
+class MultiMAEArguments:
+    """MultiMAE-specific choices of this script (everything that changes the model lives in `MultiMAEConfig`)."""
+
+    preset: str | None = field(
+        default=None, metadata={"help": "Start from a MultiMAEConfig preset: tiny, base or large."}
+    )
+    modality_columns: str | None = field(
+        default=None, metadata={"help": 'JSON {modality: dataset column}, e.g. {"rgb": "image"}; default: same names.'}
+    )
+    num_semseg_classes: int | None = field(
+        default=None, metadata={"help": "Classes of the semantic maps (sets the semseg modality of a new model)."}
+    )
+    model_card: bool = field(default=True, metadata={"help": "Write README.md (model card) into output_dir."})
+
+
+def _load_data(data_args: DataArguments, seed: int) -> DatasetDict:
+    if data_args.train_dir:
+        train = load_multimodal_folder(data_args.train_dir)
+        validation = load_multimodal_folder(data_args.validation_dir) if data_args.validation_dir else None
+    elif data_args.dataset_name:
+        path = Path(data_args.dataset_name)
+        loaded = load_from_disk(str(path)) if path.is_dir() else load_dataset(data_args.dataset_name)
+        if isinstance(loaded, Dataset):
+            loaded = DatasetDict({"train": loaded})
+        train, validation = loaded["train"], loaded.get("validation")
+    else:
+        raise ValueError("MultiMAE needs multi-modal data: pass --dataset_name (columns per modality) or --train_dir.")
+    if validation is None and data_args.train_val_split:
+        split = train.train_test_split(test_size=data_args.train_val_split, seed=seed)
+        train, validation = split["train"], split["test"]
+    if data_args.max_train_samples is not None:
+        train = train.select(range(min(data_args.max_train_samples, len(train))))
+    if validation is not None and data_args.max_eval_samples is not None:
+        validation = validation.select(range(min(data_args.max_eval_samples, len(validation))))
+    return DatasetDict({"train": train, **({"validation": validation} if validation is not None else {})})
+
+
+def setup(args: list[str] | None = None) -> SimpleNamespace:
+    """Arguments, logging, seeding, model, multi-modal data with one crop box per sample, collator and Trainer."""
+    model_args, data_args, training_args, mm_args = parse_args_or_json(
+        (ModelArguments, DataArguments, PretrainingArguments, MultiMAEArguments),
+        args,
+        description=script_description(__doc__, MULTIMAE_PRESETS),
+    )
+    logger = setup_logging(training_args, "run_multimae")
+    resume_from = resolve_resume_checkpoint(training_args)
+    set_seed(training_args.seed)
+    if training_args.label_names == ["pixel_values"]:
+        training_args.label_names = ["modalities"]  # the batch's inputs; gives an eval_loss
+
+    model, image_processor = build_model_and_processor(
+        model_args,
+        config_class=MultiMAEConfig,
+        processor_class=MultiMAEImageProcessor,
+        preset=mm_args.preset,
+        image_size=data_args.image_size,
+    )
+    config = model.config
+    if mm_args.num_semseg_classes is not None and not model_args.model_name_or_path:
+        for spec in config.modalities:
+            if spec["kind"] == "segmentation":
+                spec["num_classes"] = mm_args.num_semseg_classes
+        config = MultiMAEConfig.from_dict(config.to_dict())
+        model = MultiMAEForPreTraining(config)
+
+    columns = json.loads(mm_args.modality_columns) if mm_args.modality_columns else {}
+    fields = fields_from_config(config, columns)
+    with training_args.main_process_first(desc="loading the dataset"):
+        datasets = _load_data(data_args, training_args.seed)
+    available = set(datasets["train"].column_names)
+    fields = [f for f in fields if (f.column or f.name) in available]
+    missing_inputs = [name for name in config.input_modalities if name not in {f.name for f in fields}]
+    if missing_inputs:
+        logger.warning("Modalities %s are not in the data; the model is trained without them.", missing_inputs)
+    if not fields:
+        raise ValueError(
+            f"None of the modalities {[s['name'] for s in config.modalities]} is a column of the data "
+            f"({sorted(available)}); map them with --modality_columns."
+        )
+    image_size = config.image_size if isinstance(config.image_size, int) else tuple(config.image_size)
+    common = dict(
+        image_size=image_size,
+        mean=image_processor.image_mean,
+        std=image_processor.image_std,
+        standardize_depth_maps=config.standardize_depth,
+        depth_trim_fraction=config.depth_trim_fraction,
+    )
+    train_transform = MultiModalTransform(
+        fields,
+        train=True,
+        scale=(data_args.crop_min_scale, 1.0),
+        hflip=0.5 if data_args.horizontal_flip else 0.0,
+        seed=training_args.seed,
+        **common,
+    )
+    eval_transform = MultiModalTransform(fields, train=False, **common)
+    attach_multimodal_transform(datasets["train"], train_transform)
+    if "validation" in datasets:
+        attach_multimodal_transform(datasets["validation"], eval_transform)
+    collator = MultiModalCollator(
+        model.mask_generator,
+        patch_size=config.patch_size,
+        input_modalities=config.input_modalities,
+        stride_levels={spec["name"]: spec["stride_level"] for spec in config.modalities},
+        seed=training_args.seed,
+    )
+    trainer = build_trainer(model, training_args, datasets, collator, image_processor, SkippedImageCounter())
+    return SimpleNamespace(
+        trainer=trainer, resume_from=resume_from, logger=logger, data_args=data_args, mm_args=mm_args, fields=fields
+    )
+
+
+def _to_device(value, device):
+    if isinstance(value, dict):
+        return {key: _to_device(item, device) for key, item in value.items()}
+    return value.to(device) if isinstance(value, torch.Tensor) else value
+
+
+@torch.no_grad()
+def draw_multimodal_predictions(model: MultiMAEForPreTraining, batch: dict, path: Path, num_samples: int = 2) -> Path:
+    """One PNG: per sample, each input modality, its masked version, and every task's prediction."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    outputs = model(**batch)
+    inputs = {**batch["modalities"], **batch.get("targets", {})}
+    config = model.config
+    mean = torch.tensor(getattr(model, "_figure_mean", (0.485, 0.456, 0.406))).view(3, 1, 1)
+    std = torch.tensor(getattr(model, "_figure_std", (0.229, 0.224, 0.225))).view(3, 1, 1)
+
+    def show(name: str, values: torch.Tensor) -> np.ndarray:
+        kind = config.modality(name).kind if name != "norm_rgb" else "norm"
+        values = values.float().cpu()
+        if kind == "image":
+            return (values * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
+        if kind == "norm":
+            values = (values - values.min()) / (values.max() - values.min() + 1e-6)
+            return values.permute(1, 2, 0).numpy()
+        if kind == "depth":
+            return values[0].numpy()
+        labels = values.argmax(0) if values.dim() == 3 else values
+        return plt.get_cmap("tab20")((labels.numpy() % 20) / 19.0)[..., :3]
+
+    def masked(name: str, values: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+        picture = show(name, values)
+        grid = model.config.grid_size
+        cells = mask.reshape(grid).float().numpy()
+        scale_h, scale_w = picture.shape[0] // grid[0], picture.shape[1] // grid[1]
+        hidden = np.kron(cells, np.ones((scale_h, scale_w))).astype(bool)
+        picture = picture.copy()
+        picture[hidden] = 0.5 if picture.ndim == 3 else np.nan
+        return picture
+
+    names = list(batch["modalities"])
+    tasks = list(outputs.logits)
+    count = min(num_samples, next(iter(inputs.values())).shape[0])
+    columns = len(names) * 2 + len(tasks)
+    figure, axes = plt.subplots(count, columns, figsize=(2.2 * columns, 2.4 * count), squeeze=False)
+    for row in range(count):
+        panels = []
+        for name in names:
+            panels.append((f"{name} input", show(name, inputs[name][row])))
+            panels.append((f"{name} visible", masked(name, inputs[name][row], outputs.bool_masked_pos[name][row])))
+        for task in tasks:
+            panels.append((f"{task} prediction", show(task, outputs.logits[task][row])))
+        for axis, (title, picture) in zip(axes[row], panels):
+            axis.imshow(picture, cmap="viridis" if picture.ndim == 2 else None)
+            axis.set_title(title, fontsize=8)
+            axis.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def main(args: list[str] | None = None) -> dict[str, float]:
+    run = setup(args)
+    trainer = run.trainer
+    metrics = train_and_save(trainer, run.resume_from)
+
+    if trainer.is_world_process_zero():
+        model = trainer.accelerator.unwrap_model(trainer.model).eval()
+        model._figure_mean, model._figure_std = trainer.processing_class.image_mean, trainer.processing_class.image_std
+        loader = trainer.get_eval_dataloader() if trainer.eval_dataset is not None else trainer.get_train_dataloader()
+        batch = _to_device(next(iter(loader)), model.device)
+        figure = draw_multimodal_predictions(
+            model, batch, Path(trainer.args.output_dir) / "cross_modal_predictions.png"
+        )
+        run.logger.info("Cross-modal prediction picture written to %s", figure)
+    if run.mm_args.model_card:
+        config = trainer.model.config
+        write_model_card(
+            trainer,
+            run.data_args,
+            metrics,
+            method="multimae",
+            size=run.mm_args.preset or "custom",
+            recipe={
+                "modalities": ", ".join(f.name for f in run.fields),
+                "visible tokens": config.num_visible_tokens,
+                "Dirichlet alpha": config.dirichlet_alpha,
+            },
+        )
+    return metrics
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
