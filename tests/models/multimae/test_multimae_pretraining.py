@@ -361,6 +361,10 @@ def test_backbone_multiscale_maps_and_pretrained_weights_in_upernet_and_dpt(tmp_
     assert depth.shape[0] == BATCH and depth.shape[-1] == depth.shape[-2] >= IMAGE
     depth.mean().backward()
     assert dpt.backbone.multimae.encoder.layer[0].attention.qkv.weight.grad is not None
+    dpt.eval().save_pretrained(tmp_path / "dpt")
+    reloaded = DPTForDepthEstimation.from_pretrained(tmp_path / "dpt").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(inputs()["rgb"]).predicted_depth, dpt(inputs()["rgb"]).predicted_depth)
 
 
 # ---- image processor -----------------------------------------------------------------------------------------------
