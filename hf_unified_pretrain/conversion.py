@@ -298,11 +298,12 @@ def converter_main(
         kinds: Original classes `--kind` accepts (the first is the default).
         description: Help text (default: the method's).
         add_arguments: Adds the method's own flags to the parser.
-        original_kwargs: `(args, extras) -> (kind or None, kwargs)`, e.g. from an `--arch` shortcut; default: the
-            checkpoint's `config` / `hyperparams` / `args` entry and `--kind`.
+        original_kwargs: `(args, extras) -> (kind or None, kwargs)`, e.g. from an `--arch` shortcut or detected
+            from the checkpoint (an explicit `--kind` wins); default: the checkpoint's `config` / `hyperparams` /
+            `args` entry.
         prepare_state_dict: Edits the original state dict before conversion (e.g. dropping keys).
         model_class: `(config, kind, converted, args) -> class` to build; may adjust `config` for that class.
-            Default: the registry's pre-training class of the method.
+            Default: the registry's pre-training class of the method (its bare model class when it has none).
         load_weights: `(model, converted, args)`, default strict (every key, every shape, via `check_converted_keys`).
         processor_overrides: `(args, extras) -> dict` of image-processor attributes (e.g. the original mean/std).
         card_kwargs: `(args, config) -> dict` of extra `render_model_card` arguments (e.g. `size`).
@@ -335,7 +336,7 @@ def converter_main(
         hook_kind, kwargs = original_kwargs(args, extras)
     else:
         hook_kind, kwargs = None, _default_original_kwargs(args, extras)
-    kind = kind_flag or hook_kind or (kinds[0] if kinds else None)
+    kind = kind_flag or hook_kind or (kinds[0] if kinds else None)  # an explicit --kind wins over detection
     config = config_from_original(kwargs, kind) if kind is not None else config_from_original(kwargs)
     if prepare_state_dict is not None:
         state_dict = prepare_state_dict(state_dict, args)
@@ -349,7 +350,8 @@ def converter_main(
     converted = (
         convert_state_dict(state_dict, config, kind=kind) if takes_kind else convert_state_dict(state_dict, config)
     )
-    cls = model_class(config, kind, converted, args) if model_class is not None else entry.load("pretraining")
+    default_role = "pretraining" if entry.pretraining is not None else "model"
+    cls = model_class(config, kind, converted, args) if model_class is not None else entry.load(default_role)
     model = cls(config)
     (load_weights or _strict_load)(model, converted, args)
     model.eval()

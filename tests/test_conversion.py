@@ -102,3 +102,45 @@ def test_set_overrides_are_parsed_as_json_validated_and_checked_by_name():
     assert config.drop_path_rate == 0.2
     with pytest.raises(ValueError, match="no field 'drop_path_rat'.*drop_path_rate"):
         apply_overrides(config, {"drop_path_rat": 0.1})
+
+
+def _identity_converter(tmp_path, state_dict, hyperparams, *argv):
+    from hf_unified_pretrain.conversion import converter_main
+
+    torch.save({"model": state_dict, "hyperparams": hyperparams, "epoch": 1}, tmp_path / "original.pth")
+    return converter_main(
+        "mvp",
+        ["--checkpoint", str(tmp_path / "original.pth"), "--output_dir", str(tmp_path / "out"), *argv],
+        lambda original_kwargs, kind: MVPConfig(**original_kwargs),
+        lambda original_state_dict, config: dict(original_state_dict),
+        kinds=("identity",),
+    )
+
+
+def test_converter_main_defaults_read_the_stored_arguments_and_write_a_complete_folder(tmp_path):
+    from transformers import AutoImageProcessor
+
+    from hf_unified_pretrain.cards import card_metadata
+    from hf_unified_pretrain.models.mvp import MVP_PRESETS, MVPForPreTraining
+
+    hyperparams = {**MVP_PRESETS["tiny"], "image_size": 48}
+    reference = MVPForPreTraining(MVPConfig(**hyperparams))
+    with pytest.raises(ConversionError) as info:  # --set changed the head: the checkpoint no longer fits it
+        _identity_converter(tmp_path, reference.state_dict(), hyperparams, "--set", "teacher_dim=20")
+    assert info.value.mismatched == ["head.projection.bias", "head.projection.weight"]
+    model = _identity_converter(tmp_path, reference.state_dict(), hyperparams)
+    loaded = MVPForPreTraining.from_pretrained(tmp_path / "out")
+    assert loaded.config.image_size == 48 and type(model) is MVPForPreTraining
+    assert all(torch.equal(loaded.state_dict()[key], value) for key, value in reference.state_dict().items())
+    assert AutoImageProcessor.from_pretrained(tmp_path / "out").size == {"height": 48, "width": 48}
+    assert card_metadata(tmp_path / "out" / "README.md")["license"] == "apache-2.0"
+
+
+def test_converter_main_names_missing_keys(tmp_path):
+    from hf_unified_pretrain.models.mvp import MVP_PRESETS, MVPForPreTraining
+
+    state_dict = MVPForPreTraining(MVPConfig(**MVP_PRESETS["tiny"])).state_dict()
+    del state_dict["head.projection.bias"]
+    with pytest.raises(ConversionError) as info:
+        _identity_converter(tmp_path, state_dict, MVP_PRESETS["tiny"], "--no_model_card")
+    assert info.value.missing == ["head.projection.bias"] and not (tmp_path / "out").exists()
