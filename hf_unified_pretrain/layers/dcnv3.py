@@ -103,47 +103,81 @@ def _padded_table(value: torch.Tensor, group: int) -> torch.Tensor:
     return padded.reshape(-1, value.shape[-1] // group)
 
 
-def _bilinear_plan(
-    x: torch.Tensor, y: torch.Tensor, height: int, width: int, group: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Top-left corner rows of every sample and the fractional parts.
+def _kernel_grid(
+    height_out: int,
+    width_out: int,
+    kernel_size: tuple[int, int],
+    stride: int | tuple[int, int],
+    padding: int | tuple[int, int],
+    dilation: int | tuple[int, int],
+    offset_scale: float,
+    remove_center: bool,
+    device: torch.device,
+) -> torch.Tensor:
+    """(1, H_out, W_out, 1, P, 2) sampling positions (x, y) for zero offsets: what `dcnv3_sampling_locations` adds
+    the scaled offsets to."""
+    zeros = torch.zeros(1, height_out, width_out, 2 * (kernel_size[0] * kernel_size[1] - int(remove_center)))
+    x, y = dcnv3_sampling_locations(
+        zeros.to(device), 1, kernel_size, stride, padding, dilation, offset_scale, remove_center
+    )
+    return torch.stack((x, y), dim=-1)
 
-    Args:
-        x, y: (N, H_out, W_out, G, P) float32 pixel coordinates.
+
+def _sampling_plan(
+    value_shape: torch.Size,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    group: int,
+    kernel_size: tuple[int, int],
+    stride: int | tuple[int, int],
+    padding: int | tuple[int, int],
+    dilation: int | tuple[int, int],
+    offset_scale: float,
+    remove_center: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Everything the gather needs, in few passes over the (N, H_out, W_out, G, P) samples.
 
     Returns:
-        corner: (N*H_out*W_out*G*P,) int64 row of the top-left corner in the padded (N, H + 4, W + 4, G) table;
-        fx, fy: fractional parts (shape of x), in [0, 1).
+        locations: (N, H_out, W_out, G, P, 2) float32 pixel coordinates (x, y);
+        mask: (N, H_out, W_out, G, P) float32;
+        indices: (N*H_out*W_out*G, P*4) rows of the four corners (00, 01, 10, 11) in the padded table;
+        weights: (N*H_out*W_out*G, P*4) float32 bilinear weights times the mask.
     """
-    batch = x.shape[0]
-    x0 = torch.floor(x)
-    y0 = torch.floor(y)
-    fx = x - x0
-    fy = y - y0
-    # A corner clamped to [-2, size] and its +1 neighbour both land in the zero border: out-of-map samples read
-    # zeros with their exact bilinear weights, which is grid_sample's padding_mode="zeros".
-    col = x0.clamp_(-_BORDER, width).to(torch.int64).add_(_BORDER)
-    row = y0.clamp_(-_BORDER, height).to(torch.int64).add_(_BORDER)
+    batch, height, width, _ = value_shape
+    _, height_out, width_out, _ = offset.shape
+    points = kernel_size[0] * kernel_size[1] - int(remove_center)
+    grid = _kernel_grid(
+        height_out, width_out, kernel_size, stride, padding, dilation, offset_scale, remove_center, offset.device
+    )
+    offset = offset.view(batch, height_out, width_out, group, points, 2)
+    locations = torch.add(grid, offset.float(), alpha=offset_scale)
+    corner = torch.floor(locations)
+    fraction = locations - corner
     rows, cols = height + 2 * _BORDER, width + 2 * _BORDER
-    image = torch.arange(batch, device=x.device).view(batch, 1, 1, 1, 1)
-    groups = torch.arange(group, device=x.device).view(1, 1, 1, group, 1)
-    corner = (row * cols + col).mul_(group).add_(image * (rows * cols * group) + groups)
-    return corner.reshape(-1), fx, fy
-
-
-def _corner_weights(fx: torch.Tensor, fy: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(..., P) fractions and mask → (..., P, 4) mask-folded bilinear weights (corners 00, 01, 10, 11)."""
-    gy = (1.0 - fy) * mask
-    fy = fy * mask
-    gx = 1.0 - fx
-    return torch.stack((gx * gy, fx * gy, gx * fy, fx * fy), dim=-1)
-
-
-def _corner_indices(corner: torch.Tensor, width: int, group: int, points: int) -> torch.Tensor:
-    """Top-left corner rows → (bags, P * 4) rows of the four corners (00, 01, 10, 11) in the padded table."""
-    cols = width + 2 * _BORDER
-    steps = torch.tensor([0, group, cols * group, (cols + 1) * group], device=corner.device)
-    return (corner.view(-1, 1) + steps).view(-1, points * 4)
+    # A corner clamped to [-2, size] and its +1 neighbour both land in the zero border: out-of-map samples read zeros
+    # with their exact bilinear weights, which is grid_sample's padding_mode="zeros".
+    low = torch.tensor([-_BORDER, -_BORDER], dtype=torch.float32, device=offset.device)
+    high = torch.tensor([width, height], dtype=torch.float32, device=offset.device)
+    corner = torch.clamp_(corner, low, high)
+    # Row of the top-left corner: ((n * rows + y + B) * cols + x + B) * G + g. Exact in float32 below 2**24 rows.
+    exact_in_float = batch * rows * cols * group < 2**24
+    index_dtype = torch.float32 if exact_in_float else torch.float64
+    strides = torch.tensor([group, cols * group], dtype=index_dtype, device=offset.device)
+    image = torch.arange(batch, dtype=index_dtype, device=offset.device).view(batch, 1, 1, 1, 1) * (
+        rows * cols * group
+    )
+    base = image + torch.arange(group, dtype=index_dtype, device=offset.device).view(1, 1, 1, group, 1)
+    base = base + (_BORDER * cols + _BORDER) * group
+    top_left = torch.matmul(corner.to(index_dtype), strides).add_(base)
+    top_left = top_left.to(torch.int32 if exact_in_float else torch.int64)
+    steps = torch.tensor([0, group, cols * group, (cols + 1) * group], dtype=top_left.dtype, device=offset.device)
+    indices = (top_left.unsqueeze(-1) + steps).view(-1, points * 4)
+    mask = mask.float().view(batch, height_out, width_out, group, points)
+    # (1 - f, f) per axis; corner (cy, cx) weight = wy[cy] * wx[cx] * mask
+    pair = torch.stack((1.0 - fraction, fraction), dim=-2)  # (..., P, 2: low/high, 2: x/y)
+    weight_y = pair[..., 1] * mask.unsqueeze(-1)
+    weights = (weight_y.unsqueeze(-1) * pair[..., 0].unsqueeze(-2)).view(-1, points * 4)
+    return locations, mask, indices, weights
 
 
 class _DCNv3Function(torch.autograd.Function):
@@ -158,35 +192,33 @@ class _DCNv3Function(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, value, offset, mask, group, kernel_size, stride, padding, dilation, offset_scale, remove_center):
-        batch, height, width, channels = value.shape
-        x, y = dcnv3_sampling_locations(
-            offset, group, kernel_size, stride, padding, dilation, offset_scale, remove_center
+        batch, height_out, width_out, _ = offset.shape
+        locations, mask32, indices, weights = _sampling_plan(
+            value.shape, offset, mask, group, kernel_size, stride, padding, dilation, offset_scale, remove_center
         )
-        _, height_out, width_out, _, points = x.shape
-        mask32 = mask.float().view(batch, height_out, width_out, group, points)
-        corner, fx, fy = _bilinear_plan(x, y, height, width, group)
-        indices = _corner_indices(corner, width, group, points)
-        weights = _corner_weights(fx, fy, mask32).view(-1, points * 4)
-        del corner, fx, fy
         table = _padded_table(value, group)
-        output = F.embedding_bag(indices, table, per_sample_weights=weights.to(table.dtype), mode="sum")
-        ctx.save_for_backward(value, x, y, mask32)
+        offsets = torch.arange(0, indices.numel(), indices.shape[1], dtype=indices.dtype, device=indices.device)
+        output = F.embedding_bag(
+            indices.view(-1), table, offsets, per_sample_weights=weights.view(-1).to(table.dtype), mode="sum"
+        )
+        ctx.save_for_backward(value, locations, mask32)
         ctx.config = (group, offset_scale, offset.dtype, mask.dtype)
-        return output.view(batch, height_out, width_out, channels)
+        return output.view(batch, height_out, width_out, value.shape[-1])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
-        value, x, y, mask = ctx.saved_tensors
+        value, locations, mask = ctx.saved_tensors
         group, offset_scale, offset_dtype, mask_dtype = ctx.config
         batch, height, width, channels = value.shape
-        _, height_out, width_out, _, points = x.shape
+        _, height_out, width_out, _, points, _ = locations.shape
         group_channels = channels // group
         positions = height_out * width_out
         planes = value.view(batch, height * width, group, group_channels).permute(0, 2, 3, 1)
         planes = planes.reshape(batch * group, group_channels, height, width)
         # grid_sample's normalised coordinates (align_corners=False): pixel x ↔ (2x + 1) / W - 1.
-        grid = torch.stack(((2.0 * x + 1.0) / width - 1.0, (2.0 * y + 1.0) / height - 1.0), dim=-1)
+        size = torch.tensor([width, height], dtype=torch.float32, device=value.device)
+        grid = (2.0 * locations + 1.0) / size - 1.0
         grid = (
             grid.view(batch, positions, group, points, 2).transpose(1, 2).reshape(batch * group, positions, points, 2)
         )
@@ -207,7 +239,7 @@ class _DCNv3Function(torch.autograd.Function):
                 grad_value = grad_value.reshape(value.shape)
             if needs_offset:
                 # d grid / d pixel = 2 / size, d pixel / d offset = offset_scale.
-                scale = torch.tensor([2.0 * offset_scale / width, 2.0 * offset_scale / height], device=x.device)
+                scale = torch.tensor([2.0 * offset_scale / width, 2.0 * offset_scale / height], device=value.device)
                 grad_offset = grad_grid.float().view(batch, group, height_out, width_out, points, 2) * scale
                 grad_offset = grad_offset.permute(0, 2, 3, 1, 4, 5).reshape(batch, height_out, width_out, -1)
                 grad_offset = grad_offset.to(offset_dtype)

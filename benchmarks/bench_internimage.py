@@ -1,0 +1,135 @@
+"""InternImage speed: the DCNv3 core vs the original algorithm, and InternImage-T forward / training step vs the same
+model running the original algorithm, with ViTMAE-base SDPA as the anchor of ../shared/notes/cpu-anchors.md.
+
+"original" rows swap `benchmarks/dcnv3_reference.py` (the original pure-PyTorch core's algorithm: grid_sample over the
+whole map per image and group, written naively) into our model; everything else is identical, so the ratio isolates
+the core. The anchors measured the original InternImage-T at 7.0 img/s forward and 2.54 img/s per training step =
+1.95x and 0.71x ViTMAE-base SDPA (same machine type).
+
+Rows:
+  core-s{1..4}-{original,ours}: one DCNv3 core call, forward + backward, at InternImage-T's stage sizes for a batch of
+      8 at 224 px (56x56x64 / 4 groups, 28x28x128 / 8, 14x14x256 / 16, 7x7x512 / 32); "img/s" = calls/s.
+  t-fwd-{original,ours}: InternImage-T classifier, eval + no_grad, batch 8, 224 px.
+  t-step-{original,ours}: train mode, cross-entropy, backward, AdamW (betas 0.9/0.999, default for-loop), batch 8.
+  vitmae-base-sdpa-step: transformers ViTMAEForPreTraining (vit-mae-base config, mask 0.75), same step, batch 8.
+
+    python benchmarks/bench_internimage.py --rounds 1 --warmup 1 --steps 3
+    python benchmarks/bench_internimage.py --rows core-s1-original core-s1-ours --rounds 3
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+from harness import Row, main
+
+BATCH = 8
+# InternImage-T stages at 224 px: (side, channels, groups)
+T_STAGES = [(56, 64, 4), (28, 128, 8), (14, 256, 16), (7, 512, 32)]
+
+
+def _core(implementation: str):
+    if implementation == "original":
+        from dcnv3_reference import dcnv3_core_reference
+
+        return dcnv3_core_reference
+    from hf_unified_pretrain.layers.dcnv3 import dcnv3_core
+
+    return dcnv3_core
+
+
+def build_core(stage: int, implementation: str):
+    side, channels, group = T_STAGES[stage]
+    generator = torch.Generator().manual_seed(0)
+    value = torch.randn(BATCH, side, side, channels, generator=generator, requires_grad=True)
+    offset = torch.randn(BATCH, side, side, group * 18, generator=generator).requires_grad_()
+    mask = torch.randn(BATCH, side, side, group, 9, generator=generator).softmax(-1).flatten(3).requires_grad_()
+    core = _core(implementation)
+
+    def step():
+        core(value, offset, mask, group=group).sum().backward()
+
+    return step, 1
+
+
+def _internimage_t(implementation: str, train: bool):
+    from hf_unified_pretrain.models.internimage import (
+        InternImageConfig,
+        InternImageForImageClassification,
+        modeling_internimage,
+    )
+
+    modeling_internimage.dcnv3_core = _core(implementation)
+    config = InternImageConfig.from_preset("internimage-t", num_labels=1000)
+    model = InternImageForImageClassification(config).train(train)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # deformed sampling (the offset/mask heads start at zero)
+        for name, parameter in model.named_parameters():
+            if ".dcn.offset." in name or ".dcn.mask." in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05)
+    return model
+
+
+def build_forward(implementation: str):
+    model = _internimage_t(implementation, train=False)
+    pixel_values = torch.randn(BATCH, 3, 224, 224)
+
+    def step():
+        with torch.no_grad():
+            model(pixel_values)
+
+    return step, BATCH
+
+
+def build_step(implementation: str):
+    model = _internimage_t(implementation, train=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, betas=(0.9, 0.999), weight_decay=0.05)
+    pixel_values = torch.randn(BATCH, 3, 224, 224)
+    labels = torch.randint(0, 1000, (BATCH,), generator=torch.Generator().manual_seed(1))
+
+    def step():
+        model(pixel_values, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step, BATCH
+
+
+def build_vitmae():
+    from transformers import ViTMAEConfig, ViTMAEForPreTraining
+
+    model = ViTMAEForPreTraining._from_config(ViTMAEConfig(), attn_implementation="sdpa").train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05, betas=(0.9, 0.95))
+    pixel_values = torch.randn(BATCH, 3, 224, 224)
+
+    def step():
+        model(pixel_values=pixel_values).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step, BATCH
+
+
+ROWS = [
+    row
+    for stage in range(4)
+    for row in (
+        Row(f"core-s{stage + 1}-original", lambda s=stage: build_core(s, "original"), group=f"core-s{stage + 1}"),
+        Row(f"core-s{stage + 1}-ours", lambda s=stage: build_core(s, "ours"), group=f"core-s{stage + 1}"),
+    )
+] + [
+    Row("t-fwd-original", lambda: build_forward("original"), group="fwd"),
+    Row("t-fwd-ours", lambda: build_forward("ours"), group="fwd"),
+    Row("vitmae-base-sdpa-step", build_vitmae, group="step"),
+    Row("t-step-original", lambda: build_step("original"), group="step"),
+    Row("t-step-ours", lambda: build_step("ours"), group="step"),
+]
+
+if __name__ == "__main__":
+    main(ROWS, "InternImage: DCNv3 core and InternImage-T (batch 8, 224 px) vs the original algorithm")
