@@ -29,6 +29,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.backbone_utils import BackboneConfigMixin
 
+from ..config_checks import check_field_ranges
 from ..masking_config import MaskingConfigMixin
 
 PRETRAINING_TARGETS = ("pixel", "clip")
@@ -210,6 +211,16 @@ class ITPNConfig(MaskingConfigMixin, BackboneConfigMixin, PreTrainedConfig):
 
     def validate_itpn_architecture(self) -> None:
         """Raises a ValueError naming the inconsistent fields."""
+        check_field_ranges(
+            self,
+            at_least_one=(
+                "inner_patches", "stage1_depth", "stage2_depth", "fpn_dim", "fpn_depth", "decoder_hidden_size",
+                "decoder_num_hidden_layers", "decoder_num_attention_heads", "teacher_dim", "num_aux_layers",
+                "position_embedding_grid_size", "mfm_teacher_dim",
+            ),
+            non_negative=("aux_layer_index", "layer_scale_init_value"),
+            positive=("bridge_mlp_ratio", "decoder_mlp_ratio", "aux_layer_norm_eps"),
+        )  # fmt: skip
         if self.hidden_size % 4 != 0:
             raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by 4 (stage widths h/4, h/2, h).")
         if self.hidden_size % self.num_attention_heads != 0:

@@ -960,7 +960,7 @@ class ITPNModel(ITPNPreTrainedModel):
         if bool_masked_pos is not None:
             bool_masked_pos = validate_bool_masked_pos(bool_masked_pos, pixel_values.shape[0], grid[0] * grid[1])
             if self.config.pretraining_target == "pixel":
-                ids_keep = mask_to_ids(bool_masked_pos.to(pixel_values.device)).ids_keep
+                ids_keep = mask_to_ids(bool_masked_pos.to(pixel_values.device), require_visible=True).ids_keep
             else:
                 replace_mask = bool_masked_pos.to(pixel_values.device)
 

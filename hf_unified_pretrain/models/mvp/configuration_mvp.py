@@ -8,6 +8,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.backbone_utils import BackboneConfigMixin
 
+from ..config_checks import check_field_ranges
 from ..masking_config import MaskingConfigMixin
 
 _LOSS_TYPES = ("cosine", "smooth_l1", "mse", "l1")
@@ -174,6 +175,7 @@ class MVPConfig(MaskingConfigMixin, BackboneConfigMixin, PreTrainedConfig):
 
     def validate_mvp_architecture(self):
         """Part of `@strict` validation: shapes and choices the model relies on."""
+        check_field_ranges(self, at_least_one=("teacher_dim",), positive=("smooth_l1_beta",))
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})."

@@ -104,8 +104,9 @@ class MVPPatchEmbeddings(nn.Module):
         return patch_grid_of(pixel_values, self.num_channels, self.patch_size)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        self.grid_size(pixel_values)
-        return self.projection(pixel_values).flatten(2).transpose(1, 2)
+        # With the weights' dtype, the shared check also rejects integer/raw 0..255/NaN pixels and dtype mismatches.
+        patch_grid_of(pixel_values, self.num_channels, self.patch_size, dtype=self.projection.weight.dtype)
+        return self.projection(pixel_values.to(self.projection.weight.dtype)).flatten(2).transpose(1, 2)
 
 
 class MVPEmbeddings(nn.Module):
