@@ -29,6 +29,7 @@ mean-pooled linear classifier, the ConvNeXt segmentation adapter, and a backbone
 DPT (see `MultiMAEBackbone`).
 """
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -539,8 +540,7 @@ class MultiMAEPreTrainedModel(PreTrainedModel):
         return self.config.num_hidden_layers + 2
 
     def get_layer_id_for_lr_decay(self, param_name: str) -> int:
-        import re
-
+        """Layer-wise LR decay group: input adapters and global tokens -> 0, block i -> i + 1, the rest last."""
         if re.search(r"(?:^|\.)(input_adapters\.|global_tokens)", param_name):
             return 0
         block = re.search(r"(?:^|\.)encoder\.layer\.(\d+)\.", param_name)
