@@ -42,8 +42,14 @@ def _card(args: argparse.Namespace) -> None:
 
     results = json.loads(args.results) if args.results else None
     card = render_model_card(
-        args.folder, method=args.method, size=args.size, results=results, license=args.license,
-        datasets=args.datasets, loss_curve=args.loss_curve, model_id=args.model_id,
+        args.folder,
+        method=args.method,
+        size=args.size,
+        results=results,
+        license=args.license,
+        datasets=args.datasets,
+        loss_curve=args.loss_curve,
+        model_id=args.model_id,
     )
     print(save_model_card(card, args.folder))
 
@@ -82,8 +88,14 @@ def _reconstruct(args: argparse.Namespace) -> None:
             raise SystemExit("This checkpoint predicts teacher features: pass --teacher <local teacher folder>.")
         from .teachers import FrozenTeacher
 
-        model.set_teacher(FrozenTeacher.from_pretrained(args.teacher, input_mean=processor.image_mean,
-                                                        input_std=processor.image_std, target_grid=size // model.config.patch_size))
+        model.set_teacher(
+            FrozenTeacher.from_pretrained(
+                args.teacher,
+                input_mean=processor.image_mean,
+                input_std=processor.image_std,
+                target_grid=size // model.config.patch_size,
+            )
+        )
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
@@ -115,8 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("folder")
     card.add_argument("--method", required=True, choices=[name for name, e in METHODS.items() if e.card])
     card.add_argument("--size", default="custom")
-    card.add_argument("--results", help='JSON, e.g. \'{"top-1": {"value": 85.1, "dataset": "imagenet-1k", '
-                                        '"task": "image-classification"}}\'')
+    card.add_argument(
+        "--results",
+        help='JSON, e.g. \'{"top-1": {"value": 85.1, "dataset": "imagenet-1k", "task": "image-classification"}}\'',
+    )
     card.add_argument("--license", help="Hub licence id (default: the method's)")
     card.add_argument("--datasets", nargs="*")
     card.add_argument("--loss_curve")
