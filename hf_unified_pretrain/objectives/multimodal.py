@@ -55,6 +55,7 @@ def standardize_depth(
 def normalize_dense_patches(images: torch.Tensor, patch_size: int, eps: float = 1e-6) -> torch.Tensor:
     """Standardises every p x p patch of (B, C, H, W) images over its channels and pixels (MAE's norm_pix target,
     unbiased variance as the original)."""
+    _check_divisible(images, patch_size, "images")
     batch, channels, height, width = images.shape
     grid_h, grid_w = height // patch_size, width // patch_size
     patches = images.reshape(batch, channels, grid_h, patch_size, grid_w, patch_size)
@@ -65,12 +66,26 @@ def normalize_dense_patches(images: torch.Tensor, patch_size: int, eps: float = 
     return patches.permute(0, 3, 1, 4, 2, 5).reshape(batch, channels, height, width)
 
 
+def _check_divisible(images: torch.Tensor, patch_size: int, name: str) -> None:
+    if images.dim() != 4:
+        raise ValueError(f"{name} must have shape (batch, channels, height, width), got {tuple(images.shape)}.")
+    if patch_size < 1 or images.shape[-2] % patch_size or images.shape[-1] % patch_size:
+        raise ValueError(
+            f"{name} of size {images.shape[-2]}x{images.shape[-1]} is not divisible by the patch size {patch_size}."
+        )
+
+
 def _pixel_weights(
     bool_masked_pos: torch.Tensor | None, batch: int, height: int, width: int, patch_size: int, device
 ) -> torch.Tensor:
     if bool_masked_pos is None:
         return torch.ones(batch, height, width, device=device)
     grid_h, grid_w = height // patch_size, width // patch_size
+    if tuple(bool_masked_pos.shape) not in ((batch, grid_h * grid_w), (batch, grid_h, grid_w)):
+        raise ValueError(
+            f"bool_masked_pos must have shape (batch, num_patches) = {(batch, grid_h * grid_w)} for a {height}x{width} "
+            f"prediction with patch size {patch_size}, got {tuple(bool_masked_pos.shape)}."
+        )
     mask = bool_masked_pos.reshape(batch, grid_h, grid_w).float()
     return mask.repeat_interleave(patch_size, dim=1).repeat_interleave(patch_size, dim=2)
 
@@ -110,8 +125,14 @@ def masked_dense_loss(
     Returns:
         Scalar loss.
     """
+    _check_divisible(predictions, patch_size, "predictions")
     batch, _, height, width = predictions.shape
     weights = _pixel_weights(bool_masked_pos, batch, height, width, patch_size, predictions.device)
+    if valid_mask is not None and valid_mask.numel() != batch * height * width:
+        raise ValueError(
+            f"valid_mask must have shape (batch, height, width) = {(batch, height, width)}, got "
+            f"{tuple(valid_mask.shape)}."
+        )
     if valid_mask is not None:
         weights = weights * valid_mask.reshape(batch, height, width).to(weights.dtype)
     if loss_type == "cross_entropy":
