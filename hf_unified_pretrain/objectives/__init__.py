@@ -1,7 +1,7 @@
 """Objectives: every pre-training method maximises a bound on the mutual information between inputs and targets.
 
-Pure functions (and no state): reconstruction (pixels, features), contrastive (InfoNCE, image-text) and
-classification (hard or soft labels); `weighted_total` combines named parts.
+Pure functions (and no state): reconstruction (pixels, features), contrastive (InfoNCE, image-text), dense
+cross-view prediction (UniGrad) and classification (hard or soft labels); `weighted_total` combines named parts.
 """
 
 from .combine import weighted_total
@@ -12,6 +12,7 @@ from .contrastive import (
     image_text_contrastive_loss,
     info_nce_loss,
 )
+from .dense import UNIGRAD_NEG_WEIGHT, target_correlation, unigrad_dense_loss
 from .local_global import local_global_nce_loss, local_global_nce_scores, symmetric_info_nce_loss, tanh_clip
 from .reconstruction import (
     PATCH_NORM_EPS,
@@ -25,6 +26,7 @@ from .reconstruction import (
 
 __all__ = [
     "PATCH_NORM_EPS",
+    "UNIGRAD_NEG_WEIGHT",
     "all_gather_with_grad",
     "cross_entropy_loss",
     "distributed_is_active",
@@ -39,6 +41,8 @@ __all__ = [
     "pixel_reconstruction_loss",
     "symmetric_info_nce_loss",
     "tanh_clip",
+    "target_correlation",
+    "unigrad_dense_loss",
     "unpatchify",
     "weighted_total",
 ]
