@@ -127,6 +127,10 @@ class DataArguments:
             raise ValueError(f"--train_val_split must be in [0, 1), got {self.train_val_split}.")
         if not 0 < self.crop_min_scale <= 1:
             raise ValueError(f"--crop_min_scale must be in (0, 1], got {self.crop_min_scale}.")
+        for name in ("image_size", "max_train_samples", "max_eval_samples", "embedded_num_images"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be at least 1 (or unset), got {value}.")
 
     def loading_kwargs(self, seed: int = 0, cache_dir: str | None = None) -> dict[str, Any]:
         """Keyword arguments for `load_pretraining_dataset` (`cache_dir` lives in `ModelArguments`, as in run_mae)."""

@@ -118,6 +118,13 @@ def test_bad_model_and_data_combinations():
         DataArguments(train_val_split=1.0)
 
 
+@pytest.mark.parametrize("name", ["image_size", "max_train_samples", "max_eval_samples", "embedded_num_images"])
+def test_data_sizes_below_one_name_the_flag(name):
+    with pytest.raises(ValueError, match=f"--{name} must be at least 1 .*got 0"):
+        DataArguments(**{name: 0})
+    assert getattr(DataArguments(**{name: 3}), name) == 3
+
+
 def test_help_texts_state_what_the_code_does():
     import dataclasses
 
