@@ -1,6 +1,5 @@
 """Shared pieces of the iTPN common-tester modules: the model tester and the ModelTesterMixin overrides."""
 
-
 import torch
 
 from hf_unified_pretrain.models.itpn import (
