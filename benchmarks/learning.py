@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import transformers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -67,6 +68,7 @@ class MethodSpec:
         teacher: Name of an earlier row whose pre-trained folder (same seed) is this row's frozen teacher.
         teacher_recipe: Recipe keys added when a teacher is used (how the run script loads it).
         teacher_width_field: Config field set to the teacher's `hidden_size` (the width of its target features).
+        teacher_step: Teach with this saved checkpoint of the teacher's run instead of its final model.
     """
 
     name: str
@@ -75,6 +77,7 @@ class MethodSpec:
     teacher: str | None = None
     teacher_recipe: dict = field(default_factory=dict)
     teacher_width_field: str | None = None
+    teacher_step: int | None = None
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -86,6 +89,8 @@ METHODS: dict[str, MethodSpec] = {
         teacher="itpn",
         teacher_recipe={"teacher_model_class": "AutoModel", "teacher_feature": "last_hidden_state"},
         teacher_width_field="teacher_dim",
+        # The iTPN's step-300 checkpoint: MVP can start while the teacher finishes (2 shared cores).
+        teacher_step=300,
     ),
     "amdim": MethodSpec("amdim", "run_amdim.py", "amdim_learning.json"),
 }
@@ -201,7 +206,8 @@ def evaluate_model(model, data: ProbeData, transform, args, fixed_feature: str |
         ]
         for name, features in bank_features.items()
     }
-    intermediate = [name for name in validation if name != POOLED]
+    # A pooler built fresh when a pre-training checkpoint is loaded into AutoModel is untrained: not a candidate.
+    intermediate = [name for name in validation if name not in (POOLED, "pooler_output")]
     best = fixed_feature or max(intermediate, key=lambda name: validation[name])
     result = {"validation_knn": validation, "best_feature": best}
     for label, name in ((POOLED, POOLED), ("best", best)):
@@ -236,6 +242,12 @@ def learning_curve(run_dir: Path, data: ProbeData, transform, args, best_feature
 
     points = []
     checkpoints = sorted(run_dir.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    final_step = json.loads((run_dir / "learning_recipe.json").read_text())["max_steps"]
+    checkpoints = [
+        path
+        for path in checkpoints
+        if int(path.name.split("-")[1]) % args.curve_every == 0 and int(path.name.split("-")[1]) != final_step
+    ]
     bank, queries = data.get(transform)
     for checkpoint in checkpoints:
         model = AutoModel.from_pretrained(checkpoint)
@@ -253,6 +265,36 @@ def learning_curve(run_dir: Path, data: ProbeData, transform, args, best_feature
             )["top1"]
         points.append(point)
     return points
+
+
+def evaluate_run(run_dir: Path, seed: int, data: ProbeData, args) -> dict:
+    """Pre-trained vs random init (+ the curve) of one run; cached in the run folder per evaluation setting."""
+    from transformers import AutoModel
+
+    setting = {key: getattr(args, key) for key in EVALUATION_SETTINGS}
+    cache = run_dir / "learning_eval.json"
+    if cache.is_file():
+        cached = json.loads(cache.read_text())
+        same = all(cached["setting"].get(key) == value for key, value in setting.items())
+        if same and (cached["curve"] or args.no_curves):
+            return cached
+    transform = probe_transform(AutoModel.from_pretrained(run_dir).config, run_dir)
+    pretrained = evaluate_model(AutoModel.from_pretrained(run_dir), data, transform, args)
+    random = evaluate_model(random_init_model(run_dir, seed), data, transform, args)
+    curve = [] if args.no_curves else learning_curve(run_dir, data, transform, args, pretrained["best"]["feature"])
+    result = {"setting": setting, "pretrained": pretrained, "random": random, "curve": curve}
+    cache.write_text(json.dumps(result, indent=2))
+    return result
+
+
+EVALUATION_SETTINGS = (
+    "bank_size",
+    "validation_size",
+    "query_size",
+    "k",
+    "temperature",
+    "linear_probe_epochs",
+)
 
 
 def _mean(values: list[float]) -> float:
@@ -315,12 +357,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--teacher_step",
         type=int,
-        help="Teach with this saved checkpoint of the teacher row (default: its final model).",
+        help="Teach with this saved checkpoint of the teacher row (default: the row's).",
     )
     parser.add_argument("--force", action="store_true", help="Pre-train again even if a finished run exists.")
     parser.add_argument("--no_curves", action="store_true", help="Skip the per-checkpoint kNN curves.")
+    parser.add_argument(
+        "--curve_every", type=int, default=1, help="Curves: only checkpoints whose step is a multiple of this."
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("LEARNING_THREADS", "1")))
+    transformers.logging.set_verbosity_error()  # loading a pre-training checkpoint into AutoModel drops its heads
 
     overrides: dict[str, dict] = {name: {} for name in METHODS}
     for item in args.set:
@@ -346,8 +392,9 @@ def main(argv: list[str] | None = None) -> dict:
             teacher_dir = None
             if spec.teacher:
                 teacher_dir = work_dir / "runs" / f"{spec.teacher}-seed{seed}"
-                if args.teacher_step is not None:
-                    teacher_dir = teacher_dir / f"checkpoint-{args.teacher_step}"
+                teacher_step = args.teacher_step if args.teacher_step is not None else spec.teacher_step
+                if teacher_step is not None:
+                    teacher_dir = teacher_dir / f"checkpoint-{teacher_step}"
                 if not (teacher_dir / "model.safetensors").is_file():
                     raise SystemExit(
                         f"{name} is taught by the {spec.teacher} row, but {teacher_dir} holds no pre-trained model: "
@@ -356,15 +403,8 @@ def main(argv: list[str] | None = None) -> dict:
             recipe = resolve_recipe(spec, seed, run_dir, train_dir, overrides[name], teacher_dir)
             print(f"[{name} seed {seed}] pre-training {recipe['max_steps']} steps ...", flush=True)
             info = pretrain(spec, recipe, run_dir, args.force)
-            from transformers import AutoModel
-
-            transform = probe_transform(AutoModel.from_pretrained(run_dir).config, run_dir)
-            pretrained = evaluate_model(AutoModel.from_pretrained(run_dir), data, transform, args)
-            random = evaluate_model(random_init_model(run_dir, seed), data, transform, args)
-            curve = (
-                [] if args.no_curves else learning_curve(run_dir, data, transform, args, pretrained["best"]["feature"])
-            )
-            results[name][seed] = {"pretrained": pretrained, "random": random, "curve": curve}
+            results[name][seed] = evaluate_run(run_dir, seed, data, args)
+            pretrained, random, curve = (results[name][seed][key] for key in ("pretrained", "random", "curve"))
             runs[name][seed] = {**info, "teacher": str(teacher_dir) if teacher_dir else None}
             print(f"[{name} seed {seed}] {json.dumps({k: v for k, v in pretrained.items() if k != 'validation_knn'})}")
             print(
@@ -396,7 +436,7 @@ def main(argv: list[str] | None = None) -> dict:
             curve = results[name][seed]["curve"]
             points = ", ".join(f"{p['step']}: {100 * p[POOLED]:.1f}/{100 * list(p.values())[-1]:.1f}" for p in curve)
             print(f"- {name} seed {seed}: {points}")
-    output = work_dir / "learning_results.json"
+    output = work_dir / f"learning_results_{'-'.join(methods)}_seeds{'-'.join(map(str, args.seeds))}.json"
     output.write_text(json.dumps({"results": results, "runs": runs, "args": vars(args)}, indent=2, default=str))
     print(f"\nFull results: {output}")
     return results
