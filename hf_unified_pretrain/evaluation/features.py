@@ -5,9 +5,10 @@ Models are reached only through their outputs (`ModelOutput` fields), never thro
 - `"pooled"`: the mean patch token of `last_hidden_state`. It only uses weights every checkpoint of a model has, so
   a pre-training, classification or bare checkpoint of the same encoder gives the same features (a pooler built
   fresh when a pre-training checkpoint is loaded into `AutoModel` would not be trained);
-- with `intermediate=True`, `"pooler_output"` (the model's own pooled output, when it builds a pooler) and every tuple-valued output field except attentions, one entry per element and pooled the
-  same way: `"hidden_states.<i>"` (per layer), and for pyramid models e.g. `"stage_features.<i>"` /
-  `"pyramid_features.<i>"` (per stage / level).
+- with `intermediate=True`, also `"pooler_output"` (the model's own pooled output, when it builds a pooler) and
+  every tuple-valued output field except attentions, one entry per element, pooled the same way:
+  `"hidden_states.<i>"` (per layer), and for pyramid models e.g. `"stage_features.<i>"` / `"pyramid_features.<i>"`
+  (per stage / level).
 
 Pooling by rank: (B, C) as is; (B, L, C) tokens averaged over L, without the prefix tokens ([CLS], registers: the
 first `L - h*w` tokens when the config's `patch_size` gives an `h x w` grid); (B, C, H, W) maps averaged over H, W;
