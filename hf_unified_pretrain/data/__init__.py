@@ -26,6 +26,7 @@ from .decoding import (
 )
 from .embedded import EMBEDDED_SOURCES, load_embedded_dataset, load_embedded_photographs
 from .loading import EmptyImageDatasetError, load_pretraining_dataset, resolve_image_column
+from .mixing import mix_images, partner_indices
 from .multimodal import (
     ModalityField,
     MultiModalCollator,
@@ -99,6 +100,8 @@ __all__ = [
     "load_multimodal_folder",
     "load_pretraining_dataset",
     "load_tiny_coco",
+    "mix_images",
+    "partner_indices",
     "pil_to_normalized_tensor",
     "rasterize_coco_semantic_map",
     "resolve_image_column",
