@@ -142,7 +142,8 @@ def build_head_model(
         head: One of "upernet", "mask2former", "detr", "deformable_detr".
         pretrained_path: Local `save_pretrained` folder of the pretrained model (any of our classes).
         out_features: Backbone stages feeding the head (default: the config's choice).
-        backbone_overrides: Extra backbone config fields.
+        backbone_overrides: Extra backbone config fields. For "detr" / "deformable_detr", backbones with position
+            tables get `interpolate_pos_encoding=True` (detection images vary in size) unless set here.
         allow_missing: See `load_pretrained_backbone`.
         head_kwargs: Fields of the head's config (num_labels, hidden sizes, ...).
 
@@ -159,6 +160,12 @@ def build_head_model(
     backbone_config = backbone_config_from_pretrained(pretrained_path, out_features, **(backbone_overrides or {}))
     if head in ("detr", "deformable_detr"):
         head_kwargs.setdefault("use_timm_backbone", False)
+        # Detection batches come at any size and DETR calls the backbone with pixels only, so a backbone with
+        # position tables must interpolate them per call unless the caller decided otherwise.
+        if hasattr(backbone_config, "interpolate_pos_encoding") and "interpolate_pos_encoding" not in (
+            backbone_overrides or {}
+        ):
+            backbone_config.interpolate_pos_encoding = True
     if head == "deformable_detr":
         head_kwargs.setdefault("num_feature_levels", len(backbone_config.out_features))
     model = model_class(config_class(backbone_config=backbone_config, **head_kwargs))

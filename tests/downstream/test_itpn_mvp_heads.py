@@ -140,3 +140,24 @@ def test_backbone_in_head_trains_and_round_trips(tmp_path, method, head, layout,
     reloaded = type(model).from_pretrained(tmp_path / "head").eval()
     with torch.no_grad():
         torch.testing.assert_close(_logits(reloaded(pixel_values=pixel_values)), expected)
+
+
+@pytest.mark.parametrize("method,layout,out_features", [("itpn", "det", ["stage5"]), ("mvp", None, ["stage4"])])
+def test_detection_heads_accept_images_of_any_size(tmp_path, method, layout, out_features):
+    """DETR feeds the backbone whatever size the batch has: the position tables follow unless told otherwise."""
+    folder, _ = _pretrained_dir(tmp_path, method, layout)
+    detector = build_head_model("detr", folder, out_features=out_features, **HEADS["detr"]).eval()
+    assert detector.config.backbone_config.interpolate_pos_encoding is True
+    with torch.no_grad():
+        outputs = detector(pixel_values=torch.randn(1, 3, 96, 80))
+    assert outputs.logits.shape == (1, 4, 4)
+
+    strict = build_head_model(
+        "detr",
+        folder,
+        out_features=out_features,
+        backbone_overrides={"interpolate_pos_encoding": False},
+        **HEADS["detr"],
+    ).eval()
+    with pytest.raises(ValueError, match="interpolate_pos_encoding"), torch.no_grad():
+        strict(pixel_values=torch.randn(1, 3, 96, 80))
