@@ -168,9 +168,13 @@ class AMDIMEncoder(nn.Module):
                 _, channels, always = spec
                 layers.append(nn.BatchNorm2d(channels) if always or config.use_bn else nn.Identity())
         self.layers = nn.ModuleList(layers)
+        self.channels_last = config.channels_last
 
     def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """(B, C, H, W) → the output of every layer."""
+        if self.channels_last:
+            # oneDNN's NHWC convolutions are markedly faster on CPU; the layout carries through the whole encoder.
+            pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         outputs, hidden_states = [], pixel_values
         for layer in self.layers:
             hidden_states = layer(hidden_states)
