@@ -39,20 +39,18 @@ def build_vitmae():
     return step, BATCH
 
 
-def build_amdim(image_size: int, ndf: int, n_rkhs: int, n_depth: int, channels_last: bool = False):
+def build_amdim(image_size: int, ndf: int, n_rkhs: int, n_depth: int, channels_last: bool = True):
     from hf_unified_pretrain.models.amdim import AMDIMConfig, AMDIMForPreTraining
 
-    config = AMDIMConfig(image_size=image_size, ndf=ndf, n_rkhs=n_rkhs, n_depth=n_depth, num_labels=1000)
+    config = AMDIMConfig(
+        image_size=image_size, ndf=ndf, n_rkhs=n_rkhs, n_depth=n_depth, num_labels=1000, channels_last=channels_last
+    )
     model = AMDIMForPreTraining(config).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=1e-5, betas=(0.8, 0.999))
     generator = torch.Generator().manual_seed(0)
     view_1 = torch.randn(BATCH, 3, image_size, image_size, generator=generator)
     view_2 = torch.randn(BATCH, 3, image_size, image_size, generator=generator)
     labels = torch.randint(0, 1000, (BATCH,), generator=generator)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        view_1 = view_1.contiguous(memory_format=torch.channels_last)
-        view_2 = view_2.contiguous(memory_format=torch.channels_last)
 
     def step() -> None:
         model(view_1, view_2, labels=labels).loss.backward()
@@ -65,7 +63,7 @@ def build_amdim(image_size: int, ndf: int, n_rkhs: int, n_depth: int, channels_l
 ROWS = [
     Row("vitmae-base-sdpa", build_vitmae, group="anchor"),
     Row("amdim-128-ndf128", lambda: build_amdim(128, 128, 1024, 3), group="anchor"),
-    Row("amdim-128-ndf128-channels-last", lambda: build_amdim(128, 128, 1024, 3, channels_last=True), group="anchor"),
+    Row("amdim-128-ndf128-nchw", lambda: build_amdim(128, 128, 1024, 3, channels_last=False), group="anchor"),
     Row("amdim-128-ndf64", lambda: build_amdim(128, 64, 512, 3), group="anchor"),
     Row("amdim-32-ndf128", lambda: build_amdim(32, 128, 1024, 3), group="anchor"),
 ]
