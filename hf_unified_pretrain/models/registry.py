@@ -528,6 +528,41 @@ _ENTRIES: list[MethodEntry] = [
             ),
         ),
     ),
+    MethodEntry(
+        name="m3i",
+        module="hf_unified_pretrain.models.m3i",
+        config="M3IConfig",
+        model="M3IModel",
+        pretraining="M3IForPreTraining",
+        # no image processor of its own: the backbone's (`image_processor_for(config.backbone_config)`)
+        presets="M3I_PRESETS",
+        test_preset="tiny",
+        card=M3I_CARD,
+        releases=(
+            Release(
+                name="m3i-internimage-h",
+                preset="internimage-h",
+                size="huge (InternImage-H backbone, 1.08 B parameters)",
+                results=(
+                    ("ImageNet-1k fine-tune top-1 (640 px)", f"89.6 ({_REPORTED})"),
+                    ("COCO test-dev box AP (DINO)", f"65.4 ({_REPORTED})"),
+                    ("ADE20K mIoU (Mask2Former, multi-scale)", f"62.9 ({_REPORTED})"),
+                ),
+                notes=(
+                    (
+                        "M3I's own code and pre-training checkpoint were never released; the backbone it produced is "
+                        "published as InternImage-H (`internimage_h_jointto22k_384`, see the internimage cards). "
+                        "This implementation follows the paper, with the dense terms taken from SiameseIM (same "
+                        "authors; the UniGrad loss matches its fixture at atol 1e-5)."
+                    ),
+                    (
+                        "After pre-training, `M3IForPreTraining.save_backbone(folder)` writes the backbone alone; "
+                        "`InternImageBackbone.from_pretrained(folder)` loads it."
+                    ),
+                ),
+            ),
+        ),
+    ),
     # New methods: append one MethodEntry here.
 ]
 

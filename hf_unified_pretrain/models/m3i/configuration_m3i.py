@@ -9,10 +9,18 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from ..internimage.configuration_internimage import INTERNIMAGE_PRESETS
+
 LOSS_PARTS = ("intra_view", "inter_view", "classification", "image_text")
 
-# Presets: "tiny" (tests, CPU runs; InternImage tiny at 64 px) and "tiny-vit" (MVP's ViT as the backbone).
+# Presets: "internimage-h" (the backbone of the paper's headline model; M3I's predictor/head sizes were never
+# published, so the other fields keep this config's defaults), "tiny" (tests, CPU runs; InternImage tiny at 64 px)
+# and "tiny-vit" (MVP's ViT as the backbone).
 M3I_PRESETS: dict[str, dict[str, Any]] = {
+    "internimage-h": {
+        "backbone_config": {"model_type": "internimage", **INTERNIMAGE_PRESETS["internimage-h"], "image_size": 224},
+        "image_size": 224,
+    },
     "tiny": {
         "backbone_config": {
             "model_type": "internimage",
