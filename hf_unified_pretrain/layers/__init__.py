@@ -4,7 +4,7 @@ from .attention import eager_attention_forward
 from .dcnv3 import dcnv3_core
 from .drop_path import DropPath, drop_path
 from .forward_kwargs import TRANSFORMERS_FORWARD_KWARGS, strict_forward_kwargs
-from .inputs import RAW_PIXEL_THRESHOLD, check_pixel_dtype_and_values, patch_grid_of
+from .inputs import RAW_PIXEL_THRESHOLD, check_pixel_dtype_and_values, check_pixel_values, patch_grid_of
 from .position import (
     ResizePositionTableOnLoad,
     check_position_grid,
@@ -23,6 +23,7 @@ __all__ = [
     "DropPath",
     "ResizePositionTableOnLoad",
     "check_pixel_dtype_and_values",
+    "check_pixel_values",
     "check_position_grid",
     "dcnv3_core",
     "drop_path",

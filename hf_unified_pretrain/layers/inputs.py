@@ -9,31 +9,41 @@ import torch
 # Normalised pixels stay within a few units of 0 ((1 - 0.406) / 0.225 = 2.6 for ImageNet statistics); a
 # non-negative batch reaching past this is raw 0..255 intensities that skipped the image processor.
 RAW_PIXEL_THRESHOLD = 25.0
+_PROCESSOR_FIX = (
+    "run the images through the model's image processor (it rescales to [0, 1] and normalises with mean/std)"
+)
 
 
 def _is_traced() -> bool:
     return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
-def check_pixel_dtype_and_values(pixel_values: torch.Tensor, dtype: torch.dtype) -> None:
+def check_pixel_dtype_and_values(pixel_values: torch.Tensor, dtype: torch.dtype, *, training: bool = False) -> None:
     """Raises a clear error for pixels the model cannot use as they are.
 
     Accepted: floating pixels of the model's `dtype`, float32 pixels for a 16-bit model (what image processors
     return; the model casts them), any floating pixels under autocast. Rejected: integer pixels, other floating
-    mismatches (float64 from numpy, bf16 pixels for a float32 model, ...), NaN/inf values, and non-negative
-    pixels above `RAW_PIXEL_THRESHOLD` (raw 0..255 intensities that were never normalised).
+    mismatches (float64 from numpy, bf16 pixels for a float32 model, ...) and, through `check_pixel_values`,
+    NaN/inf values and raw 0..255 intensities.
+
+    The dtype checks read only metadata. The value scan needs one host read, which on an accelerator is a sync
+    that stalls kernel queueing once per forward; so it is skipped for a module in training mode on a non-CPU
+    device (`PretrainingTrainer` scans the first training batch once instead, and non-finite losses stop
+    training). Inference (`from_pretrained` returns eval mode) and CPU runs always scan.
 
     Args:
         pixel_values: (B, C, H, W) images.
         dtype: The dtype of the model's patch projection.
+        training: The calling module's `training` flag.
     """
-    fix = "run the images through the model's image processor (it rescales to [0, 1] and normalises with mean/std)"
     if not pixel_values.dtype.is_floating_point:
         raise TypeError(
             f"pixel_values has dtype {pixel_values.dtype}: the model expects normalised floating pixels, not raw "
-            f"integer intensities. Fix: {fix}, or use `(pixel_values / 255 - mean) / std` as a float tensor."
+            f"integer intensities. Fix: {_PROCESSOR_FIX}, or use `(pixel_values / 255 - mean) / std` as a float "
+            "tensor."
         )
-    autocast = torch.is_autocast_enabled(pixel_values.device.type)
+    device = pixel_values.device.type
+    autocast = torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
     upcast_input = pixel_values.dtype == torch.float32 and dtype in (torch.float16, torch.bfloat16)
     if pixel_values.dtype != dtype and not autocast and not upcast_input:
         raise TypeError(
@@ -41,6 +51,17 @@ def check_pixel_dtype_and_values(pixel_values: torch.Tensor, dtype: torch.dtype)
             f"with `pixel_values.to({dtype})` (numpy arrays are float64 by default), or convert the model with "
             f"`model.to({pixel_values.dtype})`, or run under torch.autocast."
         )
+    if not (training and device != "cpu"):
+        check_pixel_values(pixel_values)
+
+
+def check_pixel_values(pixel_values: torch.Tensor) -> None:
+    """Rejects NaN/inf pixels and non-negative pixels above `RAW_PIXEL_THRESHOLD` (raw 0..255 intensities that were
+    never normalised). Costs one host read of the batch's min and max; a no-op while tracing or compiling.
+
+    Args:
+        pixel_values: Floating images of any shape.
+    """
     if _is_traced() or pixel_values.numel() == 0:
         return
     low, high = (value.item() for value in torch.aminmax(pixel_values.detach()))
@@ -52,12 +73,17 @@ def check_pixel_dtype_and_values(pixel_values: torch.Tensor, dtype: torch.dtype)
     if low >= 0 and high > RAW_PIXEL_THRESHOLD:
         raise ValueError(
             f"pixel_values lie in [{low:g}, {high:g}], which looks like raw 0..255 intensities, but the model expects "
-            f"normalised pixels (roughly within [-3, 3]). Fix: {fix}."
+            f"normalised pixels (roughly within [-3, 3]). Fix: {_PROCESSOR_FIX}."
         )
 
 
 def patch_grid_of(
-    pixel_values: torch.Tensor, num_channels: int, patch_size: int, dtype: torch.dtype | None = None
+    pixel_values: torch.Tensor,
+    num_channels: int,
+    patch_size: int,
+    dtype: torch.dtype | None = None,
+    *,
+    training: bool = False,
 ) -> tuple[int, int]:
     """The (H/p, W/p) patch grid of a batch, after checking its rank, size, channel count and divisibility.
 
@@ -66,7 +92,9 @@ def patch_grid_of(
         num_channels: C the model was built for (`config.num_channels`).
         patch_size: p.
         dtype: The model's parameter dtype. Pass it once per forward, where the pixels enter the patch projection:
-            the dtype and the values are then checked too (`check_pixel_dtype_and_values`, one host sync).
+            the dtype and the values are then checked too (`check_pixel_dtype_and_values`).
+        training: The calling module's `training` flag (skips the value scan on accelerators, see
+            `check_pixel_dtype_and_values`).
 
     Returns:
         (H / p, W / p). Raises a ValueError (TypeError for dtypes) naming the problem and the fix otherwise.
@@ -93,5 +121,5 @@ def patch_grid_of(
             f"images to a multiple of {patch_size} (the image processor does this)."
         )
     if dtype is not None:
-        check_pixel_dtype_and_values(pixel_values, dtype)
+        check_pixel_dtype_and_values(pixel_values, dtype, training=training)
     return height // patch_size, width // patch_size

@@ -26,6 +26,8 @@ from transformers.trainer_optimizer import is_optimizer_factory
 from transformers.trainer_pt_utils import find_batch_size
 from transformers.trainer_utils import EvalLoopOutput
 
+from ..layers import check_pixel_values
+
 LOSS_PART_PREFIX = "loss_"
 
 
@@ -155,6 +157,7 @@ class PretrainingTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self._train_loss_parts = _LossPartAverager()
         self._eval_loss_parts = _LossPartAverager()
+        self._first_batch_scanned = False
 
     def compute_loss(
         self,
@@ -164,6 +167,13 @@ class PretrainingTrainer(Trainer):
         num_items_in_batch: torch.Tensor | int | None = None,
     ):
         """Runs the model, returns its `loss` and records its `losses` parts for logging."""
+        if model.training and not self._first_batch_scanned:
+            # Models skip the per-forward value scan in training mode on accelerators (a host sync every step):
+            # one scan of the first batch still catches raw 0..255 or NaN pixels from the data pipeline.
+            pixel_values = inputs.get("pixel_values")
+            if isinstance(pixel_values, torch.Tensor) and pixel_values.is_floating_point():
+                check_pixel_values(pixel_values)
+            self._first_batch_scanned = True
         outputs = model(**inputs)
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs[0]
         if loss is None:

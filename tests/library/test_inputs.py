@@ -107,3 +107,28 @@ def test_a_bfloat16_model_takes_the_processors_float32_pixels(name):
     with torch.no_grad():
         output = model(normalised())
     assert output.last_hidden_state.dtype == torch.bfloat16
+
+
+def test_the_value_scan_is_skipped_only_in_training_on_an_accelerator():
+    # meta tensors stand in for an accelerator: reading their values (the host sync) raises, so a returned grid
+    # proves the scan was skipped, and the error proves an eval-mode call does scan.
+    meta = torch.zeros(1, 3, 16, 16, device="meta")
+    assert patch_grid_of(meta, 3, 8, dtype=torch.float32, training=True) == (2, 2)
+    with pytest.raises((NotImplementedError, RuntimeError), match="meta"):
+        patch_grid_of(meta, 3, 8, dtype=torch.float32, training=False)
+    # dtype checks read metadata only and still run; CPU batches are scanned in training too (no sync there)
+    with pytest.raises(TypeError, match="raw integer intensities"):
+        patch_grid_of(meta.to(torch.uint8), 3, 8, dtype=torch.float32, training=True)
+    with pytest.raises(ValueError, match="raw 0..255"):
+        patch_grid_of(torch.full((1, 3, 16, 16), 255.0), 3, 8, dtype=torch.float32, training=True)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_both_models_pass_their_training_flag_to_the_check(name):
+    # on the meta device a value scan raises: eval mode scans, training mode (the Trainer's hot loop) does not
+    model = MODELS[name]().to("meta")
+    pixels = normalised().to("meta")
+    with torch.no_grad():
+        with pytest.raises((NotImplementedError, RuntimeError), match="meta"):
+            model(pixels)
+        assert model.train()(pixels).last_hidden_state.shape[0] == 2

@@ -231,3 +231,22 @@ def test_non_finite_loss_parts_can_be_tolerated(tmp_path):
     logged = [line for line in trainer.state.log_history if "loss_aux" in line]
     assert len(logged) == 2 and all(np.isnan(line["loss_aux"]) for line in logged)
     assert all(np.isfinite(line["loss_pixel"]) for line in logged)
+
+
+def test_raw_pixels_in_the_first_training_batch_stop_training(tmp_path):
+    # models skip their per-forward value scan in training mode on accelerators; the Trainer scans one batch instead
+    trainer = _trainer(_args(tmp_path))
+    trainer.train_dataset = [{"pixel_values": (example["pixel_values"] * 40 + 128).clamp(0, 255)} for example in
+                             toy_dataset(16)]  # fmt: skip
+    with pytest.raises(ValueError, match=r"raw 0\.\.255.*image processor"):
+        trainer.train()
+
+
+def test_the_trainer_scans_pixels_once_per_run_not_per_step(tmp_path, monkeypatch):
+    import hf_unified_pretrain.training.trainer as trainer_module
+
+    scanned = []
+    monkeypatch.setattr(trainer_module, "check_pixel_values", lambda pixel_values: scanned.append(pixel_values.shape))
+    trainer = _trainer(_args(tmp_path, eval_strategy="steps", eval_steps=2))
+    trainer.train()
+    assert trainer.state.global_step == 4 and scanned == [torch.Size([2, 3, 2, 2])]

@@ -149,10 +149,9 @@ def tokens_to_feature_map(tokens: torch.Tensor, grid_size: tuple[int, int]) -> t
     return maps.reshape(batch, channels, height * side, width * side).contiguous()
 
 
-def patch_grid(pixel_values: torch.Tensor, config: ITPNConfig, dtype: torch.dtype | None = None) -> tuple[int, int]:
-    """(h, w) patch grid of a (B, C, H, W) batch; raises a ValueError naming the problem and the fix otherwise
-    (with the weights' `dtype`, also for integer, raw 0..255 or NaN pixels and dtype mismatches)."""
-    return patch_grid_of(pixel_values, config.num_channels, config.patch_size, dtype=dtype)
+def patch_grid(pixel_values: torch.Tensor, config: ITPNConfig) -> tuple[int, int]:
+    """(h, w) patch grid of a (B, C, H, W) batch; raises a ValueError naming the problem and the fix otherwise."""
+    return patch_grid_of(pixel_values, config.num_channels, config.patch_size)
 
 
 def _as_grid(grid_size: tuple[int, int] | None, default_side: int) -> tuple[int, int]:
@@ -204,7 +203,14 @@ class ITPNPatchEmbeddings(nn.Module):
         self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps) if config.use_patch_norm else None
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        grid = patch_grid(pixel_values, self.config, self.projection.weight.dtype)
+        # With the weights' dtype, the shared check also rejects integer/raw 0..255/NaN pixels and dtype mismatches.
+        grid = patch_grid_of(
+            pixel_values,
+            self.config.num_channels,
+            self.config.patch_size,
+            dtype=self.projection.weight.dtype,
+            training=self.training,
+        )
         batch = pixel_values.shape[0]
         inner = self.config.inner_patches
         embeddings = self.projection(pixel_values.to(self.projection.weight.dtype))

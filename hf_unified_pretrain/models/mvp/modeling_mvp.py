@@ -105,7 +105,13 @@ class MVPPatchEmbeddings(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         # With the weights' dtype, the shared check also rejects integer/raw 0..255/NaN pixels and dtype mismatches.
-        patch_grid_of(pixel_values, self.num_channels, self.patch_size, dtype=self.projection.weight.dtype)
+        patch_grid_of(
+            pixel_values,
+            self.num_channels,
+            self.patch_size,
+            dtype=self.projection.weight.dtype,
+            training=self.training,
+        )
         return self.projection(pixel_values.to(self.projection.weight.dtype)).flatten(2).transpose(1, 2)
 
 
