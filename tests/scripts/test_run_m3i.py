@@ -1,0 +1,149 @@
+"""training_scripts/run_m3i.py end to end on tiny COCO: captions through a tiny random BERT, COCO labels from the
+instance-annotation semantic maps, two-image mixing, every loss part logged, Auto loading, backbone export, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForPreTraining, BertConfig, BertModel, BertTokenizerFast
+
+import hf_unified_pretrain  # noqa: F401
+from hf_unified_pretrain.models.internimage import InternImageBackbone
+from hf_unified_pretrain.teachers import EMA_WEIGHTS_NAME
+from hf_unified_pretrain.training import PretrainingTrainer
+from tests.conftest import shared_path
+from tests.scripts.conftest import load_script
+
+PARTS = ("loss_intra_view", "loss_inter_view", "loss_classification", "loss_image_text")
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "the", "man", "dog", "on", "of", "with", "in", "and"]
+    (folder / "vocab.txt").write_text("\n".join(words + [chr(c) for c in range(97, 123)]) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    config = BertConfig(
+        vocab_size=40, hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def _args(output_dir, bert, *extra):
+    return ["--preset", "tiny", "--coco_root", str(shared_path("data")), "--label_column", "semantic_map",
+            "--caption_column", "captions", "--text_encoder", str(bert), "--output_dir", str(output_dir),
+            "--do_train", "--per_device_train_batch_size", "4", "--max_train_samples", "16", "--logging_steps", "1",
+            "--save_steps", "2", "--report_to", "none", "--seed", "0", *extra]  # fmt: skip
+
+
+@pytest.mark.shared_data
+def test_run_m3i_on_tiny_coco_logs_every_term_and_exports_the_backbone(tmp_path, tiny_bert):
+    metrics = load_script("run_m3i")["main"](_args(tmp_path, tiny_bert, "--max_steps", "2"))
+    assert metrics["train_loss"] > 0
+    history = json.loads((tmp_path / "trainer_state.json").read_text())["log_history"]
+    steps = [entry for entry in history if "loss" in entry]
+    assert len(steps) == 2 and all(entry[part] > 0 for entry in steps for part in PARTS)
+    model = AutoModelForPreTraining.from_pretrained(tmp_path)
+    assert type(model).__name__ == "M3IForPreTraining" and model.config.num_labels == 81
+    assert model.config.text_hidden_size == 24
+    # neither teacher is in the saved student; the EMA copy is saved beside it
+    assert not any(key.startswith(("module.", "model.")) for key in model.state_dict())
+    assert (tmp_path / EMA_WEIGHTS_NAME).is_file() and (tmp_path / "checkpoint-2" / EMA_WEIGHTS_NAME).is_file()
+    model.save_backbone(tmp_path / "backbone")
+    backbone = InternImageBackbone.from_pretrained(tmp_path / "backbone")
+    torch.testing.assert_close(backbone.state_dict()["internimage.embeddings.conv1.weight"],
+                               model.m3i.backbone.internimage.embeddings.conv1.weight)  # fmt: skip
+
+
+def test_collator_pairs_mixes_and_picks_one_caption(tiny_bert):
+    script = load_script("run_m3i")
+    tokenizer = BertTokenizerFast.from_pretrained(tiny_bert)
+    collator = script["M3ICollator"](
+        (2, 3), 4, 2, label_column="label", num_labels=3, caption_column="captions", tokenizer=tokenizer, seed=0
+    )
+    examples = [
+        {
+            "pixel_values": torch.full((3, 8, 12), float(i)),
+            "pixel_values_2": torch.zeros(3, 8, 12),
+            "relative_geometry": torch.zeros(6),
+            "label": i,
+            "captions": ["a man", "the dog on a"],
+        }
+        for i in range(3)
+    ]
+    batch = collator(examples)
+    index, partner = batch["source_index"], batch["mix_partner"]
+    assert index.sum(1).tolist() == [2, 2, 2] and partner.tolist() == [1, 2, 0]
+    for b in range(3):
+        cells = batch["pixel_values"][b, 0, ::4, ::4].flatten()
+        expected = torch.where(index[b].bool(), partner[b].float(), float(b))
+        assert torch.equal(cells, expected)
+        torch.testing.assert_close(batch["labels"][b, b], torch.tensor(4 / 6))
+        torch.testing.assert_close(batch["labels"][b, partner[b]], torch.tensor(2 / 6))
+    assert torch.equal(batch["target_pixel_values"][:, 0, 0, 0], torch.tensor([0.0, 1.0, 2.0]))
+    assert batch["input_ids"].shape[0] == 3 and batch["attention_mask"].shape == batch["input_ids"].shape
+
+
+def test_relative_geometry_of_crops():
+    geometry = load_script("run_m3i")["relative_geometry"]
+    # view 2 = right half of view 1 (no flips): offset 0.5 of view 1's width, half the width, same height
+    torch.testing.assert_close(geometry((0, 0, 10, 20, False), (0, 10, 10, 10, False)),
+                               torch.tensor([0.0, 0.5, 1.0, 0.5, 0.0, 1.0]))  # fmt: skip
+    # view 1 mirrored: view 2 (not mirrored) is then the left half of view 1's frame, read right to left
+    torch.testing.assert_close(geometry((0, 0, 10, 20, True), (5, 10, 5, 10, False)),
+                               torch.tensor([0.5, 0.0, 0.5, 0.5, 1.0, 0.5]))  # fmt: skip
+
+
+@pytest.mark.shared_data
+def test_run_m3i_resumes_after_interruption(tmp_path, tiny_bert, monkeypatch):
+    main = load_script("run_m3i")["main"]
+    original_step = PretrainingTrainer.training_step
+    calls = {"count": 0}
+
+    def crash_after_three_steps(self, *args, **kwargs):
+        calls["count"] += 1
+        if calls["count"] > 3:
+            raise KeyboardInterrupt("simulated interruption")
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(PretrainingTrainer, "training_step", crash_after_three_steps)
+    with pytest.raises(KeyboardInterrupt):
+        main(_args(tmp_path, tiny_bert, "--max_steps", "4"))
+    assert (tmp_path / "checkpoint-2" / EMA_WEIGHTS_NAME).is_file()
+    calls["count"] = -100
+    main(_args(tmp_path, tiny_bert, "--max_steps", "4"))
+    assert calls["count"] == -100 + 2
+    state = json.loads((tmp_path / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+
+
+def _start_of_run(output_dir, seed):
+    args = ["--preset", "tiny", "--output_dir", str(output_dir), "--seed", str(seed), "--do_train",
+            "--per_device_train_batch_size", "4", "--embedded_num_images", "8", "--report_to", "none"]  # fmt: skip
+    trainer = load_script("run_m3i")["setup"](args).trainer
+    weights = {name: value.detach().clone() for name, value in trainer.model.state_dict().items()}
+    batch = next(iter(trainer.get_train_dataloader()))
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model.train(), batch)
+    return weights, batch, loss
+
+
+def test_the_seed_fixes_initial_weights_first_batch_and_loss_without_labels_or_captions(tmp_path):
+    weights, batch, loss = _start_of_run(tmp_path / "a", 3)
+    again_weights, again_batch, again_loss = _start_of_run(tmp_path / "b", 3)
+    for name, value in weights.items():
+        assert torch.equal(again_weights[name], value), name
+    for key, value in batch.items():
+        assert torch.equal(again_batch[key], value), key
+    assert loss.item() == again_loss.item() and torch.isfinite(loss)
+    assert {"labels", "input_ids"}.isdisjoint(batch) and "source_index" in batch
+
+
+def test_help_opens_with_the_docstring_and_presets(capsys):
+    with pytest.raises(SystemExit):
+        load_script("run_m3i")["main"](["--help"])
+    text = capsys.readouterr().out
+    assert "Pre-train M3I" in text and "tiny-vit" in text and "--caption_column" in text
