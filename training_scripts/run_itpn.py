@@ -108,10 +108,8 @@ def setup(args: list[str] | None = None) -> SimpleNamespace:
         attach_frozen_teacher(model, model_args, image_processor.image_mean, image_processor.image_std)
     callbacks = attach_mfm_teacher(model, itpn_args)
 
-    image_size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
-    datasets, skipped = prepare_datasets(data_args, model_args, training_args, image_processor, image_size)
-    grid = (image_size // config.patch_size, image_size // config.patch_size)
-    collator = MaskedImageCollator(model.mask_generator(grid), seed=training_args.seed)
+    datasets, skipped = prepare_datasets(data_args, model_args, training_args, image_processor, config.image_size)
+    collator = MaskedImageCollator(model.mask_generator(), seed=training_args.seed)
     trainer = build_trainer(model, training_args, datasets, collator, image_processor, skipped, callbacks)
     return SimpleNamespace(
         trainer=trainer, resume_from=resume_from, logger=logger, data_args=data_args, itpn_args=itpn_args

@@ -81,7 +81,7 @@ def setup(args: list[str] | None = None) -> SimpleNamespace:
 
     image_size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
     datasets, skipped = prepare_datasets(data_args, model_args, training_args, image_processor, image_size)
-    mask_generator = model.mask_generator(config.grid_size)
+    mask_generator = model.mask_generator()
     collator = MaskedImageCollator(mask_generator, seed=training_args.seed)
     trainer = build_trainer(model, training_args, datasets, collator, image_processor, skipped)
     return SimpleNamespace(
