@@ -112,6 +112,10 @@ def setup(args: list[str] | None = None) -> SimpleNamespace:
     set_seed(training_args.seed)
     if training_args.label_names == ["pixel_values"]:
         training_args.label_names = ["modalities"]  # the batch's inputs; gives an eval_loss
+    if training_args.ddp_find_unused_parameters is None:
+        # A Dirichlet draw can leave a modality without any visible token in a whole batch (its input adapter then
+        # gets no gradient), as the original's default --find_unused_params accounts for.
+        training_args.ddp_find_unused_parameters = True
 
     model, image_processor = build_model_and_processor(
         model_args,
