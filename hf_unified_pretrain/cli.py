@@ -7,6 +7,7 @@ Commands:
     card          render a model card (README.md) into a save_pretrained folder
     reconstruct   run a pre-training checkpoint on images and draw what it predicts for masked patches
     evaluate-probe  kNN and linear-probe accuracy of a checkpoint's frozen features on class-folder images
+    pseudo-label  add pseudo depth / semantic maps to an RGB dataset with local HF models
 
 Methods, their classes and converters come from `hf_unified_pretrain.models.registry`.
 """
@@ -34,7 +35,14 @@ def _list(_: argparse.Namespace) -> None:
 
 
 def _convert(args: argparse.Namespace) -> None:
-    importlib.import_module(METHODS[args.method].converter).main(args.converter_args)
+    from .conversion import ConversionError
+
+    try:
+        importlib.import_module(METHODS[args.method].converter).main(args.converter_args)
+    except (FileNotFoundError, ConversionError) as error:
+        # A wrong path or a checkpoint that does not fit is the user's input: the message (which names the fix) is
+        # the whole answer, like every other CLI error; Python callers of the converters still get the exception.
+        raise SystemExit(f"hf-unified-pretrain convert {args.method}: error: {error}") from error
 
 
 def _card(args: argparse.Namespace) -> None:

@@ -1,12 +1,15 @@
 """The package command line: list, convert dispatch, card, reconstruct on a freshly trained tiny checkpoint; the
 method choices of every command come from the registry."""
 
+import json
 import re
 
 import pytest
+import torch
 from PIL import Image
 
 from hf_unified_pretrain.cli import main
+from hf_unified_pretrain.conversion import ConversionError
 from hf_unified_pretrain.models.itpn import ITPNConfig, ITPNForPreTraining, ITPNImageProcessor
 from tests.registry_helpers import method_entries, method_params
 
@@ -95,3 +98,29 @@ def test_card_command_writes_readme_with_the_method_licence(pixel_checkpoint, ca
     assert capsys.readouterr().out.strip() == str(readme)
     assert card_metadata(readme)["license"] == "other"  # the iTPN entry's licence
     assert "# iTPN tiny" in readme.read_text()
+
+
+@pytest.mark.parametrize("entry", method_params("converter"))
+def test_convert_of_a_missing_checkpoint_exits_with_the_message_not_a_traceback(entry, tmp_path):
+    missing = tmp_path / "nope.pth"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["convert", entry.name, "--checkpoint", str(missing), "--output_dir", str(tmp_path / "out")])
+    message = str(exit_info.value.code)
+    assert message.startswith(f"hf-unified-pretrain convert {entry.name}: error: ") and str(missing) in message
+    assert isinstance(exit_info.value.__cause__, FileNotFoundError)
+    assert not (tmp_path / "out").exists()
+
+
+def test_convert_of_a_checkpoint_that_does_not_fit_lists_the_keys_and_exits(tmp_path):
+    from safetensors.torch import save_file
+
+    checkpoint = tmp_path / "stranger.safetensors"
+    save_file({"not_a_beit_key.weight": torch.zeros(2)}, str(checkpoint))
+    config = {"model_type": "beit", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+              "intermediate_size": 64, "image_size": 32, "patch_size": 8}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["convert", "mvp", "--checkpoint", str(checkpoint), "--output_dir", str(tmp_path / "out")])
+    message = str(exit_info.value.code)
+    assert message.startswith("hf-unified-pretrain convert mvp: error: ") and "not_a_beit_key.weight" in message
+    assert isinstance(exit_info.value.__cause__, ConversionError)
