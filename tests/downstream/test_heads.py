@@ -7,44 +7,8 @@ from transformers import ConvNextBackbone, ConvNextConfig, ConvNextModel
 
 from hf_unified_pretrain.downstream import build_head_model, load_pretrained_backbone
 
-HEAD_KWARGS = {
-    "upernet": dict(hidden_size=32, auxiliary_channels=16, num_labels=3),
-    "mask2former": dict(
-        feature_size=32,
-        mask_feature_size=32,
-        hidden_dim=32,
-        encoder_layers=1,
-        decoder_layers=2,
-        num_queries=5,
-        encoder_feedforward_dim=64,
-        dim_feedforward=64,
-        num_labels=3,
-    ),
-    "detr": dict(
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        num_queries=5,
-        num_labels=3,
-    ),
-    "deformable_detr": dict(
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=2,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        num_queries=5,
-        num_labels=3,
-        encoder_n_points=2,
-        decoder_n_points=2,
-    ),
-}
+from .tiny_heads import TINY_HEAD_KWARGS
+
 OUT_FEATURES = {
     "upernet": ["stage1", "stage2", "stage3", "stage4"],
     "mask2former": ["stage1", "stage2", "stage3", "stage4"],
@@ -66,9 +30,9 @@ def pretrained_dir(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("head", sorted(HEAD_KWARGS))
+@pytest.mark.parametrize("head", sorted(TINY_HEAD_KWARGS))
 def test_head_gets_pretrained_backbone_weights(head, pretrained_dir):
-    model = build_head_model(head, pretrained_dir, out_features=OUT_FEATURES[head], **HEAD_KWARGS[head])
+    model = build_head_model(head, pretrained_dir, out_features=OUT_FEATURES[head], **TINY_HEAD_KWARGS[head])
     pretrained = ConvNextBackbone.from_pretrained(pretrained_dir).state_dict()
     backbone_state = next(m for n, m in model.named_modules() if type(m).__name__ == "ConvNextBackbone").state_dict()
     for key, value in backbone_state.items():
@@ -83,11 +47,11 @@ def test_unknown_head_is_a_clear_error(pretrained_dir):
 @pytest.mark.parametrize("head", ["upernet", "detr"])
 def test_missing_or_wrong_folder_is_a_clear_error(head, tmp_path, pretrained_dir):
     with pytest.raises(FileNotFoundError, match=r"Pretrained folder '.*nowhere' does not exist.*save_pretrained"):
-        build_head_model(head, tmp_path / "nowhere", **HEAD_KWARGS[head])
+        build_head_model(head, tmp_path / "nowhere", **TINY_HEAD_KWARGS[head])
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="has no config.json"):
-        build_head_model(head, tmp_path / "empty", **HEAD_KWARGS[head])
-    model = build_head_model(head, pretrained_dir, out_features=OUT_FEATURES[head], **HEAD_KWARGS[head])
+        build_head_model(head, tmp_path / "empty", **TINY_HEAD_KWARGS[head])
+    model = build_head_model(head, pretrained_dir, out_features=OUT_FEATURES[head], **TINY_HEAD_KWARGS[head])
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_pretrained_backbone(model, tmp_path / "nowhere")
 
@@ -101,8 +65,8 @@ def test_missing_backbone_weights_are_an_error_unless_allowed(tmp_path):
     # ConvNextModel checkpoints lack the backbone's per-stage norms.
     ConvNextModel(ConvNextConfig(hidden_sizes=[32, 32, 64, 64], depths=[1, 1, 1, 1])).save_pretrained(tmp_path)
     with pytest.raises(KeyError, match="lacks backbone weights.*hidden_states_norms"):
-        build_head_model("upernet", tmp_path, out_features=OUT_FEATURES["upernet"], **HEAD_KWARGS["upernet"])
+        build_head_model("upernet", tmp_path, out_features=OUT_FEATURES["upernet"], **TINY_HEAD_KWARGS["upernet"])
     model = build_head_model(
-        "upernet", tmp_path, out_features=OUT_FEATURES["upernet"], allow_missing=True, **HEAD_KWARGS["upernet"]
+        "upernet", tmp_path, out_features=OUT_FEATURES["upernet"], allow_missing=True, **TINY_HEAD_KWARGS["upernet"]
     )
     assert model.backbone.encoder.stages[0].layers[0].dwconv.weight.abs().sum() > 0

@@ -14,47 +14,9 @@ from hf_unified_pretrain.downstream import build_head_model
 from hf_unified_pretrain.models.itpn import ITPNConfig, ITPNForPreTraining
 from hf_unified_pretrain.models.mvp import MVPConfig, MVPForPreTraining
 
+from .tiny_heads import TINY_HEAD_KWARGS
+
 SEG = ["stage1", "stage2", "stage3", "stage4"]
-HEADS = {
-    "upernet": dict(hidden_size=32, auxiliary_channels=16, num_labels=3),
-    "mask2former": dict(
-        feature_size=32,
-        mask_feature_size=32,
-        hidden_dim=32,
-        encoder_layers=1,
-        decoder_layers=2,
-        num_queries=4,
-        encoder_feedforward_dim=32,
-        dim_feedforward=32,
-        num_labels=3,
-        num_attention_heads=2,
-        train_num_points=64,
-    ),
-    "detr": dict(
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        num_queries=4,
-        num_labels=3,
-    ),
-    "deformable_detr": dict(
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=2,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        num_queries=4,
-        num_labels=3,
-        encoder_n_points=2,
-        decoder_n_points=2,
-    ),
-}
 CASES = [
     ("itpn", "upernet", "seg", SEG),
     ("itpn", "mask2former", "seg", SEG),
@@ -105,7 +67,7 @@ def _logits(outputs) -> torch.Tensor:
 @pytest.mark.parametrize("method,head,layout,out_features", CASES, ids=[f"{m}-{h}" for m, h, _, _ in CASES])
 def test_backbone_in_head_trains_and_round_trips(tmp_path, method, head, layout, out_features):
     pretrained_dir, pretrained = _pretrained_dir(tmp_path, method, layout)
-    model = build_head_model(head, pretrained_dir, out_features=out_features, **HEADS[head])
+    model = build_head_model(head, pretrained_dir, out_features=out_features, **TINY_HEAD_KWARGS[head])
     backbone_name, backbone = next(
         (n, m)
         for n, m in model.named_modules()
@@ -146,7 +108,7 @@ def test_backbone_in_head_trains_and_round_trips(tmp_path, method, head, layout,
 def test_detection_heads_accept_images_of_any_size(tmp_path, method, layout, out_features):
     """DETR feeds the backbone whatever size the batch has: the position tables follow unless told otherwise."""
     folder, _ = _pretrained_dir(tmp_path, method, layout)
-    detector = build_head_model("detr", folder, out_features=out_features, **HEADS["detr"]).eval()
+    detector = build_head_model("detr", folder, out_features=out_features, **TINY_HEAD_KWARGS["detr"]).eval()
     assert detector.config.backbone_config.interpolate_pos_encoding is True
     with torch.no_grad():
         outputs = detector(pixel_values=torch.randn(1, 3, 96, 80))
@@ -157,7 +119,7 @@ def test_detection_heads_accept_images_of_any_size(tmp_path, method, layout, out
         folder,
         out_features=out_features,
         backbone_overrides={"interpolate_pos_encoding": False},
-        **HEADS["detr"],
+        **TINY_HEAD_KWARGS["detr"],
     ).eval()
     with pytest.raises(ValueError, match="interpolate_pos_encoding"), torch.no_grad():
         strict(pixel_values=torch.randn(1, 3, 96, 80))
