@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,23 +10,7 @@ from safetensors import safe_open
 from transformers import AutoModel, AutoModelForPreTraining
 
 import hf_unified_pretrain  # noqa: F401
-from tests.scripts.conftest import SCRIPTS, assert_drawn_png, load_script
-
-COMMON = [
-    "--do_train",
-    "--per_device_train_batch_size",
-    "4",
-    "--embedded_num_images",
-    "24",
-    "--logging_steps",
-    "1",
-    "--save_steps",
-    "2",
-    "--report_to",
-    "none",
-    "--seed",
-    "0",
-]
+from tests.scripts.conftest import SMOKE_TRAIN_ARGS, assert_drawn_png, launch_two_processes, load_script
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +74,7 @@ def test_run_itpn_clip_target_keeps_teacher_out_of_checkpoint(tmp_path, clip_tea
             str(tmp_path),
             "--max_steps",
             "2",
-            *COMMON,
+            *SMOKE_TRAIN_ARGS,
         ]
     )
     with safe_open(str(tmp_path / "model.safetensors"), "pt") as weights:
@@ -115,7 +96,7 @@ def test_run_itpn_mfm_with_ema_teacher_saves_and_resumes_its_state(tmp_path):
         "mfm_target=ema",
         "--output_dir",
         str(tmp_path),
-        *COMMON,
+        *SMOKE_TRAIN_ARGS,
     ]
     main([*args, "--max_steps", "2"])
     with safe_open(str(tmp_path / "checkpoint-2" / "ema_teacher.safetensors"), "pt") as ema_weights:
@@ -135,31 +116,19 @@ def test_run_itpn_mfm_with_ema_teacher_saves_and_resumes_its_state(tmp_path):
 
 
 def test_run_itpn_under_accelerate_launch_with_two_processes(tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(SCRIPTS / "run_itpn.py"),
-        "--preset",
-        "itpn-tiny-test",
-        "--output_dir",
-        str(tmp_path),
-        "--max_steps",
-        "2",
-        "--use_cpu",
-        *COMMON,
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=600)
+    completed = launch_two_processes(
+        "run_itpn",
+        [
+            "--preset",
+            "itpn-tiny-test",
+            "--output_dir",
+            str(tmp_path),
+            "--max_steps",
+            "2",
+            "--use_cpu",
+            *SMOKE_TRAIN_ARGS,
+        ],
+    )
     assert completed.returncode == 0, completed.stderr[-4000:]
     assert "Process rank: 1" in completed.stdout + completed.stderr
     assert json.loads((tmp_path / "trainer_state.json").read_text())["global_step"] == 2

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,7 +11,7 @@ from transformers import AutoImageProcessor, AutoModel, AutoModelForPreTraining
 
 import hf_unified_pretrain  # noqa: F401
 from hf_unified_pretrain.training import PretrainingTrainer
-from tests.scripts.conftest import SCRIPTS, assert_drawn_png, load_script
+from tests.scripts.conftest import SMOKE_TRAIN_ARGS, assert_drawn_png, launch_two_processes, load_script
 
 
 def _args(output_dir, teacher, *extra):
@@ -25,19 +22,7 @@ def _args(output_dir, teacher, *extra):
         str(teacher),
         "--output_dir",
         str(output_dir),
-        "--do_train",
-        "--per_device_train_batch_size",
-        "4",
-        "--embedded_num_images",
-        "24",
-        "--logging_steps",
-        "1",
-        "--save_steps",
-        "2",
-        "--report_to",
-        "none",
-        "--seed",
-        "0",
+        *SMOKE_TRAIN_ARGS,
         *extra,
     ]
 
@@ -97,24 +82,7 @@ def test_run_mvp_missing_teacher_folder_is_a_clear_error(tmp_path):
 
 def test_run_mvp_under_accelerate_launch_with_two_processes(tmp_path, tiny_clip_teacher):
     # On machines without GPUs, accelerate forms a gloo process group only when the script runs with --use_cpu.
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(SCRIPTS / "run_mvp.py"),
-        *_args(tmp_path, tiny_clip_teacher, "--max_steps", "2", "--use_cpu"),
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=600)
+    completed = launch_two_processes("run_mvp", _args(tmp_path, tiny_clip_teacher, "--max_steps", "2", "--use_cpu"))
     assert completed.returncode == 0, completed.stderr[-4000:]
     log = completed.stdout + completed.stderr
     assert "Process rank: 1" in log and "distributed training: True" in log
@@ -127,23 +95,6 @@ def test_run_mvp_under_accelerate_launch_with_two_processes(tmp_path, tiny_clip_
 
 
 def test_multi_process_launch_without_process_group_is_refused(tmp_path, tiny_clip_teacher):
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(SCRIPTS / "run_mvp.py"),
-        *_args(tmp_path, tiny_clip_teacher, "--max_steps", "1"),
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=600)
+    completed = launch_two_processes("run_mvp", _args(tmp_path, tiny_clip_teacher, "--max_steps", "1"))
     assert completed.returncode != 0
     assert "did not form a process group" in completed.stderr and "--use_cpu" in completed.stderr
