@@ -150,6 +150,10 @@ class M3IConfig(PreTrainedConfig):
                 f"M3IConfig.feature_stage {self.feature_stage!r} is not a stage of the "
                 f"{self.backbone_config.model_type!r} backbone: choose one of {self.backbone_config.stage_names}."
             )
+        # the backbone returns exactly the dense map M3I uses (the model builds it from this very sub-config)
+        self.backbone_config.out_features = [self.feature_stage]
+        if hasattr(self.backbone_config, "reshape_hidden_states"):
+            self.backbone_config.reshape_hidden_states = True
         if self.feature_stride is None:
             self.feature_stride = backbone_feature_stride(self.backbone_config, self.feature_stage)
         if self.image_size % self.feature_stride:

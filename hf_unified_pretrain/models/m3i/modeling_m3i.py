@@ -17,7 +17,6 @@ The EMA target encoder sits in teacher slot "ema" (`build_ema_teacher()`), so it
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -42,11 +41,13 @@ GEOMETRY_SIZE = 6  # (delta_i, delta_j, delta_h, delta_w, flip, flip_delta_j), S
 
 @dataclass
 class M3IModelOutput(ModelOutput):
-    """Dense tokens of the feature stage (B, N, C), their mean (B, C), and their projection (B, N, D)."""
+    """Dense tokens of the feature stage (B, N, C), their mean (B, C), their projection (B, N, D; None when the
+    dense terms are off) and, on request, the backbone's stage maps."""
 
     last_hidden_state: torch.Tensor | None = None
     pooler_output: torch.Tensor | None = None
     projected_features: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
@@ -58,6 +59,7 @@ class M3IForPreTrainingOutput(ModelOutput):
     logits: torch.Tensor | None = None
     image_embeds: torch.Tensor | None = None
     text_embeds: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
 
 
 def identity_geometry(batch_size: int, device: torch.device | None = None) -> torch.Tensor:
@@ -206,30 +208,34 @@ class M3IPreTrainedModel(PreTrainedModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
 
 
-def _backbone_config(config: M3IConfig):
-    backbone_config = copy.deepcopy(config.backbone_config)
-    backbone_config.out_features = [config.feature_stage]
-    if hasattr(backbone_config, "reshape_hidden_states"):
-        backbone_config.reshape_hidden_states = True
-    return backbone_config
-
-
 class M3IModel(M3IPreTrainedModel):
     """The student encoder: backbone feature map → dense tokens, their mean, and their projection (predictor width)."""
 
     def __init__(self, config: M3IConfig) -> None:
         super().__init__(config)
-        self.backbone = AutoBackbone.from_config(_backbone_config(config))
+        self.backbone = AutoBackbone.from_config(config.backbone_config)
         channels = self.backbone.channels[0]
-        self.projector = nn.Sequential(
-            nn.LayerNorm(channels, eps=config.layer_norm_eps), nn.Linear(channels, config.decoder_hidden_size)
+        # the projector only feeds the dense terms (predictor input and EMA targets)
+        dense = config.intra_view_loss_weight > 0 or config.inter_view_loss_weight > 0
+        self.projector = (
+            nn.Sequential(
+                nn.LayerNorm(channels, eps=config.layer_norm_eps), nn.Linear(channels, config.decoder_hidden_size)
+            )
+            if dense
+            else None
         )
         self.post_init()
 
+    def get_input_embeddings(self) -> nn.Module:
+        return self.backbone.get_input_embeddings()
+
     @strict_forward_kwargs
     @can_return_tuple
-    def forward(self, pixel_values: torch.Tensor | None = None, **kwargs) -> M3IModelOutput:
-        """(B, C, H, W) → tokens (B, N, C) with N = (H / stride) * (W / stride) row-major, pooled (B, C), projected."""
+    def forward(
+        self, pixel_values: torch.Tensor | None = None, output_hidden_states: bool | None = None, **kwargs
+    ) -> M3IModelOutput:
+        """(B, C, H, W) → tokens (B, N, C) with N = (H / stride) * (W / stride) row-major, pooled (B, C), projected;
+        `hidden_states` = the backbone's stage maps."""
         if pixel_values is None:
             raise ValueError("M3IModel needs pixel_values (B, C, H, W).")
         stride = self.config.feature_stride
@@ -237,10 +243,17 @@ class M3IModel(M3IPreTrainedModel):
             raise ValueError(
                 f"pixel_values of size {tuple(pixel_values.shape[-2:])} must be multiples of the feature stride {stride}."
             )
-        feature_map = self.backbone(pixel_values).feature_maps[0]
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        backbone_outputs = self.backbone(pixel_values, output_hidden_states=output_hidden_states)
+        feature_map = backbone_outputs.feature_maps[0]
         tokens = feature_map.flatten(2).transpose(1, 2)
         return M3IModelOutput(
-            last_hidden_state=tokens, pooler_output=tokens.mean(dim=1), projected_features=self.projector(tokens)
+            last_hidden_state=tokens,
+            pooler_output=tokens.mean(dim=1),
+            projected_features=self.projector(tokens) if self.projector is not None else None,
+            hidden_states=backbone_outputs.hidden_states if output_hidden_states else None,
         )
 
 
@@ -311,6 +324,7 @@ class M3IForPreTraining(TeacherHolderMixin, M3IPreTrainedModel):
         source_index: torch.Tensor | None = None,
         mix_partner: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        output_hidden_states: bool | None = None,
         **kwargs,
     ) -> M3IForPreTrainingOutput:
         r"""
@@ -326,6 +340,7 @@ class M3IForPreTraining(TeacherHolderMixin, M3IPreTrainedModel):
         source_index: (B, N) long, 0 where a cell comes from image b, 1 where it comes from image `mix_partner[b]`.
         mix_partner: (B,) long, the other image of each mixed input.
         generator: Random generator for the mask.
+        output_hidden_states: Also return the backbone's stage maps.
         """
         if pixel_values is None:
             raise ValueError("M3IForPreTraining needs pixel_values (B, C, H, W).")
@@ -360,7 +375,7 @@ class M3IForPreTraining(TeacherHolderMixin, M3IPreTrainedModel):
                     f"{tuple(bool_masked_pos.shape)}."
                 )
             student_input = mask_pixels(pixel_values, bool_masked_pos.bool(), config.feature_stride)
-        outputs = self.m3i(student_input)
+        outputs = self.m3i(student_input, output_hidden_states=output_hidden_states)
 
         losses: dict[str, torch.Tensor] = {}
         if dense:
@@ -416,6 +431,7 @@ class M3IForPreTraining(TeacherHolderMixin, M3IPreTrainedModel):
             logits=logits,
             image_embeds=image_embeds,
             text_embeds=text_embeds,
+            hidden_states=outputs.hidden_states,
         )
 
     def _dense_losses(
