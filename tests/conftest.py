@@ -57,3 +57,22 @@ def shared_dir():
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_teacher(tmp_path_factory) -> Path:
+    """A random CLIPVisionModelWithProjection whose 4x4 patch grid and 24-d projection match MVP's tiny preset."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    folder = tmp_path_factory.mktemp("tiny_clip")
+    config = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+        projection_dim=24,
+    )
+    CLIPVisionModelWithProjection(config).save_pretrained(folder)
+    return folder

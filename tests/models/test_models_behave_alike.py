@@ -10,7 +10,6 @@ import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 from transformers.testing_utils import CaptureLogger
 from transformers.utils import logging as hf_logging
 
@@ -150,25 +149,8 @@ class _Stop(Exception):
     pass
 
 
-@pytest.fixture(scope="module")
-def clip_teacher_4x4(tmp_path_factory) -> Path:
-    """A random CLIP vision tower with a 4x4 grid at 32 px and 24-d projected tokens (MVP tiny's teacher)."""
-    folder = tmp_path_factory.mktemp("clip_4x4")
-    config = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        image_size=32,
-        patch_size=8,
-        projection_dim=24,
-    )
-    CLIPVisionModelWithProjection(config).save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.parametrize("script", ["run_itpn", "run_mvp"])
-def test_script_collator_masks_with_the_models_policy(script, tmp_path, monkeypatch, clip_teacher_4x4):
+def test_script_collator_masks_with_the_models_policy(script, tmp_path, monkeypatch, tiny_clip_teacher):
     captured = {}
 
     def capture(model, training_args, datasets, collator, *args, **kwargs):
@@ -181,7 +163,7 @@ def test_script_collator_masks_with_the_models_policy(script, tmp_path, monkeypa
         # A count that differs from the ratio's (0.75 of 16 = 12) shows which rule the collator follows.
         args = ["--preset", "itpn-tiny-test", "--image_size", "64", "--config_overrides", "num_masking_patches=5"]
     else:
-        args = ["--preset", "tiny", "--teacher_name_or_path", str(clip_teacher_4x4)]
+        args = ["--preset", "tiny", "--teacher_name_or_path", str(tiny_clip_teacher)]
     main = runpy.run_path(str(SCRIPTS / f"{script}.py"), run_name=script)["main"]
     with pytest.raises(_Stop):
         main([*args, *common])

@@ -1,4 +1,5 @@
-"""Fixtures for the run-script tests: a tiny CLIP vision teacher saved to a local folder, and script loading."""
+"""Helpers for the run-script tests: script loading, smoke-training arguments, a 2-process launcher, PNG checks
+(the tiny CLIP teacher fixture `tiny_clip_teacher` lives in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import runpy
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "training_scripts"
 
@@ -56,22 +55,3 @@ def assert_drawn_png(path: Path, min_size: tuple[int, int] = (300, 200)) -> None
 def load_script(name: str) -> dict:
     """Executes `training_scripts/<name>.py` as a module (not as __main__) and returns its globals."""
     return runpy.run_path(str(SCRIPTS / f"{name}.py"), run_name=name)
-
-
-@pytest.fixture(scope="session")
-def tiny_clip_teacher(tmp_path_factory) -> Path:
-    """A random CLIPVisionModelWithProjection whose 4x4 patch grid and 24-d projection match MVP's tiny preset."""
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-
-    folder = tmp_path_factory.mktemp("tiny_clip")
-    config = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=32,
-        patch_size=8,
-        projection_dim=24,
-    )
-    CLIPVisionModelWithProjection(config).save_pretrained(folder)
-    return folder
