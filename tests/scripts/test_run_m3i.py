@@ -147,3 +147,28 @@ def test_help_opens_with_the_docstring_and_presets(capsys):
         load_script("run_m3i")["main"](["--help"])
     text = capsys.readouterr().out
     assert "Pre-train M3I" in text and "tiny-vit" in text and "--caption_column" in text
+
+
+def test_run_m3i_under_accelerate_launch_with_two_processes(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.scripts.conftest import SCRIPTS
+
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               str(SCRIPTS / "run_m3i.py"), "--preset", "tiny", "--output_dir", str(tmp_path), "--do_train",
+               "--per_device_train_batch_size", "4", "--embedded_num_images", "16", "--max_steps", "2",
+               "--report_to", "none", "--seed", "0", "--use_cpu"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    log = completed.stdout + completed.stderr
+    assert "Process rank: 1" in log and "distributed training: True" in log
+    state = json.loads((tmp_path / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    reloaded = AutoModelForPreTraining.from_pretrained(tmp_path)
+    assert type(reloaded).__name__ == "M3IForPreTraining"
+    assert all(torch.isfinite(p).all() for p in reloaded.parameters())
+    assert (tmp_path / EMA_WEIGHTS_NAME).is_file()
