@@ -16,6 +16,16 @@ from ..masking import num_masked_tokens
 class MaskingConfigMixin:
     """Methods for configs holding the five masking fields; it adds no field itself (mix it into dataclass configs)."""
 
+    def mask_grid(self, grid_size: tuple[int, int] | None = None) -> tuple[int, int]:
+        """The (h, w) patch grid a mask generator is built for: `grid_size` when given, else the config's own
+        `grid_size` at `image_size` (an int side or an (h, w) pair)."""
+        if grid_size is None:
+            grid_size = self.grid_size
+            return (grid_size, grid_size) if isinstance(grid_size, int) else (int(grid_size[0]), int(grid_size[1]))
+        if not (isinstance(grid_size, (tuple, list)) and len(grid_size) == 2):
+            raise TypeError(f"grid_size must be a (height, width) patch grid, got {grid_size!r}.")
+        return int(grid_size[0]), int(grid_size[1])
+
     def num_masked_for(self, num_tokens: int) -> int:
         """Patches to mask for an input with `num_tokens` patches: `num_masking_patches` if set, else `mask_ratio`.
 

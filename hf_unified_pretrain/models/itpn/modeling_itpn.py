@@ -154,14 +154,6 @@ def patch_grid(pixel_values: torch.Tensor, config: ITPNConfig) -> tuple[int, int
     return patch_grid_of(pixel_values, config.num_channels, config.patch_size)
 
 
-def _as_grid(grid_size: tuple[int, int] | None, default_side: int) -> tuple[int, int]:
-    if grid_size is None:
-        return default_side, default_side
-    if not (isinstance(grid_size, (tuple, list)) and len(grid_size) == 2):
-        raise TypeError(f"grid_size must be a (height, width) patch grid, got {grid_size!r}.")
-    return int(grid_size[0]), int(grid_size[1])
-
-
 @functools.lru_cache(maxsize=16)
 def _cached_relative_position_index(grid_size: tuple[int, int]) -> torch.Tensor:
     return relative_position_index(grid_size, with_cls_token=False)
@@ -1173,7 +1165,7 @@ class ITPNForPreTraining(TeacherHolderMixin, ITPNPreTrainedModel):
         Returns:
             A callable `(batch_size, generator=None) -> (B, h*w) bool` mask generator (True = masked).
         """
-        grid = _as_grid(grid_size, self.config.grid_size)
+        grid = self.config.mask_grid(grid_size)
         num_tokens = grid[0] * grid[1]
         num_masked = self.config.num_masked_for(num_tokens)
         if self.config.pretraining_target == "pixel":

@@ -586,11 +586,7 @@ class MVPForPreTraining(TeacherHolderMixin, MVPPreTrainedModel):
         Returns:
             A callable `(batch_size, generator=None) -> (B, h*w) bool` mask generator (True = masked).
         """
-        if grid_size is None:
-            grid_size = self.config.grid_size
-        elif not (isinstance(grid_size, (tuple, list)) and len(grid_size) == 2):
-            raise TypeError(f"grid_size must be a (height, width) patch grid, got {grid_size!r}.")
-        grid_size = (int(grid_size[0]), int(grid_size[1]))
+        grid_size = self.config.mask_grid(grid_size)
         return BlockMaskGenerator(
             grid_size,
             self.config.num_masked_for(grid_size[0] * grid_size[1]),
