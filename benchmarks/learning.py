@@ -93,6 +93,7 @@ METHODS: dict[str, MethodSpec] = {
         teacher_step=300,
     ),
     "amdim": MethodSpec("amdim", "run_amdim.py", "amdim_learning.json"),
+    "m3i": MethodSpec("m3i", "run_m3i.py", "m3i_learning.json"),
 }
 
 GOAL_KNN, GOAL_LINEAR = 5.0, 10.0  # points above random init
