@@ -107,6 +107,18 @@ class TeacherHolderMixin:
         # Replace the slots object instead of mutating it: a deep copy of this model shares the old one.
         object.__setattr__(self, self._TEACHER_SLOTS_ATTRIBUTE, _TeacherSlots(teachers))
 
+    def _required_teacher(self, name: str, teacher_expression: str, alternative: str = "first") -> nn.Module:
+        """The teacher of slot `name`; an empty slot is a ValueError showing the `set_teacher` call that fills it."""
+        teacher = self.get_teacher(name)
+        if teacher is None:
+            slot = "" if name == DEFAULT_TEACHER else f", name={name!r}"
+            raise ValueError(
+                f"{type(self).__name__} needs the {name!r} teacher but no teacher is attached there (attached: "
+                f"{sorted(self.teachers) or 'none'}): call `model.set_teacher({teacher_expression}{slot})` "
+                f"{alternative}."
+            )
+        return teacher
+
     def run_teacher(self, name: str = DEFAULT_TEACHER, /, *args: Any, **inputs: Any) -> Any:
         """Runs the teacher of slot `name` without gradients on the given inputs.
 
@@ -120,13 +132,7 @@ class TeacherHolderMixin:
         Returns:
             The teacher's output (a tensor is detached).
         """
-        teacher = self.get_teacher(name)
-        if teacher is None:
-            hint = "" if name == DEFAULT_TEACHER else f", name={name!r}"
-            raise ValueError(
-                f"{type(self).__name__} needs the {name!r} teacher but that slot is empty: call "
-                f"`model.set_teacher(teacher{hint})` first (attached: {sorted(self.teachers) or 'none'})."
-            )
+        teacher = self._required_teacher(name, "teacher")
         reference = next((value for value in (*args, *inputs.values()) if isinstance(value, torch.Tensor)), None)
         if reference is None:
             raise ValueError(f"The {name!r} teacher got no tensor input.")
@@ -154,14 +160,11 @@ class TeacherHolderMixin:
         Returns:
             The teacher's output, typically (B, N, D) target features, detached.
         """
-        teacher = self.get_teacher(name)
-        if teacher is None:
-            slot = "" if name == DEFAULT_TEACHER else f", name={name!r}"
-            raise ValueError(
-                f"{type(self).__name__} needs teacher targets but no teacher is attached: call "
-                f"`model.set_teacher(FrozenTeacher.from_pretrained(model.config.teacher_name_or_path){slot})` "
-                "(a local folder), or pass precomputed `teacher_features`."
-            )
+        teacher = self._required_teacher(
+            name,
+            "FrozenTeacher.from_pretrained(model.config.teacher_name_or_path)",
+            "(a local folder), or pass precomputed `teacher_features`",
+        )
         if teacher_pixel_values is None and pixel_values is None:
             raise ValueError("The teacher needs `pixel_values` or `teacher_pixel_values`; both are None.")
         if teacher_pixel_values is None:
