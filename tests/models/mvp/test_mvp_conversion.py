@@ -26,6 +26,7 @@ from hf_unified_pretrain.models.mvp.convert_mvp_original_to_hf import (
     load_beit_weights,
     main,
     mvp_from_beit,
+    verify_against_beit,
 )
 
 from .helpers import fixed_mask, pixels
@@ -192,6 +193,16 @@ def test_cli_converts_a_beit_folder(beit_classifier_folder, tmp_path):
     assert list(processor.image_mean) == [0.5, 0.5, 0.5] and processor.size["height"] == 32
     card = (tmp_path / "README.md").read_text()
     assert "mvp" in card.lower() and str(folder) in card
+
+
+def test_verify_fails_on_an_encoder_weight_that_differs(beit_classifier_folder):
+    folder, _ = beit_classifier_folder
+    model = mvp_from_beit(MVPModel, folder, teacher_dim=16)
+    assert verify_against_beit(model, folder) < 1e-4
+    with torch.no_grad():
+        model.layers[1].mlp.fc2.bias[3] += 0.1
+    with pytest.raises(AssertionError, match="differs from BeitModel by"):
+        verify_against_beit(model, folder)
 
 
 def test_cli_reads_a_pth_file_with_a_wrapper(beit_classifier_folder, tmp_path):
