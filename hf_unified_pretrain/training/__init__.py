@@ -11,7 +11,7 @@ from .arguments import (
     parse_args_or_json,
     script_description,
 )
-from .callbacks import LOSS_CURVE_NAME, LossCurveCallback
+from .callbacks import LOSS_CURVE_NAME, KNNCallback, LossCurveCallback
 from .pipeline import (
     build_model_and_processor,
     build_trainer,
@@ -39,6 +39,7 @@ __all__ = [
     "LOSS_CURVE_NAME",
     "LOSS_PART_PREFIX",
     "DataArguments",
+    "KNNCallback",
     "LossCurveCallback",
     "ModelArguments",
     "PretrainingArguments",
