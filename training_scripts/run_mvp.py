@@ -3,9 +3,10 @@ r"""Pre-train MVP: a BEiT-style ViT whose block-masked patches predict a frozen 
 
 Examples:
 
-    # tiny model on the embedded photographs, teacher from a local CLIP folder
+    # tiny model on the embedded photographs, teacher from a local CLIP folder (its projection is 512-d)
     python training_scripts/run_mvp.py --preset tiny --teacher_name_or_path ./clip-vit-base-patch16 \
-        --output_dir outputs/mvp-tiny --do_train --max_steps 50 --per_device_train_batch_size 8
+        --config_overrides teacher_dim=512 --output_dir outputs/mvp-tiny --do_train --max_steps 50 \
+        --per_device_train_batch_size 8
 
     # ViT-B/16 on your images, 8 GPUs (see the README for multi-node)
     accelerate launch --num_processes 8 training_scripts/run_mvp.py training_scripts/configs/mvp_base_in1k.json

@@ -555,7 +555,8 @@ class MVPForPreTraining(TeacherHolderMixin, MVPPreTrainedModel):
         if name == DEFAULT_TEACHER and feature_dim is not None and feature_dim != self.config.teacher_dim:
             raise ValueError(
                 f"The teacher returns {feature_dim}-d features but config.teacher_dim is {self.config.teacher_dim}: "
-                "build the model with teacher_dim matching the teacher."
+                f"build the model with teacher_dim={feature_dim} (run scripts: --config_overrides "
+                f"teacher_dim={feature_dim})."
             )
         super().set_teacher(teacher, name=name)
 

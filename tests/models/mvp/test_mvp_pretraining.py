@@ -279,3 +279,16 @@ def test_layer_ids_for_lr_decay():
     )
     assert set(ids.values()) == set(range(depth + 2))
     assert "mvp.embeddings.mask_token" in model.no_weight_decay()
+
+
+def test_a_teacher_of_another_width_is_refused_naming_the_override():
+    teacher = torch.nn.Identity()
+    teacher.feature_dim = 7
+    model = MVPForPreTraining(tiny_config())
+    with pytest.raises(
+        ValueError, match=r"7-d features but config.teacher_dim is 24.*--config_overrides teacher_dim=7"
+    ):
+        model.set_teacher(teacher)
+    assert model.teacher is None
+    model.set_teacher(teacher, name="extra")  # only the default slot gives the targets
+    assert model.get_teacher("extra") is teacher
