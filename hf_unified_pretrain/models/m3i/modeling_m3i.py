@@ -76,7 +76,8 @@ def relative_position_embedding(geometry: torch.Tensor, grid_size: tuple[int, in
             (fractions of the reference view's height/width), its size relative to the reference, whether it is
             flipped relative to it, and the offset used when flipped.
         grid_size: (H, W) cells of the view.
-        dim: Output width, a multiple of 4 (positions and log scales of rows and columns, sin and cos).
+        dim: The predictor width, a multiple of 4; the output has 2 * dim features (positions and log scales of
+            rows and columns, sin and cos), which `M3IPredictor.position_mlp` maps back to dim.
 
     Returns:
         (B, H*W, 2 * dim), cells row-major.
