@@ -31,7 +31,7 @@ from transformers.modeling_outputs import BackboneOutput, ImageClassifierOutputW
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
-from ...layers import strict_forward_kwargs
+from ...layers import check_pixel_dtype_and_values, strict_forward_kwargs
 from ...objectives import local_global_nce_scores, tanh_clip, weighted_total
 from .configuration_amdim import AMDIMConfig
 
@@ -334,7 +334,7 @@ class AMDIMModel(AMDIMPreTrainedModel):
             pixel_values: (B, C, H, W) with H, W >= `config.image_size`.
             output_hidden_states: Also return the backbone stage outputs.
         """
-        _check_pixels(pixel_values, self.config)
+        _check_pixels(pixel_values, self)
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         outputs = self.encoder(pixel_values)
@@ -355,7 +355,9 @@ def _out_channels(spec: tuple) -> int:
     return spec[1] if spec[0] == "norm" else spec[2]
 
 
-def _check_pixels(pixel_values: torch.Tensor | None, config: AMDIMConfig, name: str = "pixel_values") -> None:
+def _check_pixels(pixel_values: torch.Tensor | None, module: AMDIMPreTrainedModel, name: str = "pixel_values") -> None:
+    """Raises a clear error for pixel batches the encoder cannot use (rank, channels, size, dtype, raw values)."""
+    config = module.config
     if pixel_values is None:
         raise ValueError(f"AMDIM needs `{name}` of shape (batch, {config.num_channels}, height, width).")
     if pixel_values.dim() != 4 or pixel_values.shape[1] != config.num_channels:
@@ -367,6 +369,7 @@ def _check_pixels(pixel_values: torch.Tensor | None, config: AMDIMConfig, name: 
             f"`{name}` is {tuple(pixel_values.shape[-2:])} but this AMDIM encoder layout needs at least "
             f"{config.image_size}x{config.image_size} pixels (config.image_size); resize the images."
         )
+    check_pixel_dtype_and_values(pixel_values, module.dtype, training=module.training)
 
 
 class AMDIMBackbone(BackboneMixin, AMDIMPreTrainedModel):
@@ -469,8 +472,8 @@ class AMDIMForPreTraining(AMDIMPreTrainedModel):
                 column 1: view 2); drawn with `torch.randint` like the original when None.
             output_hidden_states: Also return the first view's stage outputs.
         """
-        _check_pixels(pixel_values, self.config)
-        _check_pixels(pixel_values_2, self.config, "pixel_values_2")
+        _check_pixels(pixel_values, self)
+        _check_pixels(pixel_values_2, self, "pixel_values_2")
         if pixel_values_2.shape != pixel_values.shape:
             raise ValueError(
                 f"The two views must have one shape; got {tuple(pixel_values.shape)} and "

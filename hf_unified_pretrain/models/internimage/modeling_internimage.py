@@ -33,7 +33,9 @@ from .configuration_internimage import InternImageConfig
 MIN_IMAGE_SIZE = 32
 
 
-def check_internimage_pixels(pixel_values: torch.Tensor, config: InternImageConfig, dtype: torch.dtype) -> None:
+def check_internimage_pixels(
+    pixel_values: torch.Tensor, config: InternImageConfig, dtype: torch.dtype, *, training: bool = False
+) -> None:
     """Raises a clear error for pixel batches InternImage cannot use (rank, channels, size, dtype, raw values)."""
     if pixel_values is None:
         raise ValueError("InternImage needs `pixel_values` of shape (batch_size, num_channels, height, width).")
@@ -54,7 +56,7 @@ def check_internimage_pixels(pixel_values: torch.Tensor, config: InternImageConf
             f"stride {minimum}. Fix: resize or pad the images to at least {minimum} pixels per side (the image "
             f"processor resizes to {config.image_size})."
         )
-    check_pixel_dtype_and_values(pixel_values, dtype)
+    check_pixel_dtype_and_values(pixel_values, dtype, training=training)
 
 
 class InternImageStem(nn.Module):
@@ -382,7 +384,7 @@ class InternImageModel(InternImagePreTrainedModel):
     ) -> BaseModelOutputWithPoolingAndNoAttention:
         r"""(N, C, H, W) pixels (H, W >= 32) → `last_hidden_state` (N, 8C, H/32, W/32), `pooler_output` (N, 8C),
         and with `output_hidden_states` the stem map and every stage's map (N, C_i, H_i, W_i)."""
-        check_internimage_pixels(pixel_values, self.config, self.embeddings.conv1.weight.dtype)
+        check_internimage_pixels(pixel_values, self.config, self.embeddings.conv1.weight.dtype, training=self.training)
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )

@@ -156,6 +156,20 @@ def test_bad_inputs_are_clear_errors():
         AMDIMConfig(image_size=48)
     with pytest.raises(StrictDataclassClassValidationError, match="n_rkhs"):
         AMDIMConfig(image_size=128, ndf=8, n_rkhs=32)
+    # The shared pixel checks: raw intensities, integer and float64 pixels, NaN, each in either view.
+    with pytest.raises(ValueError, match="0..255"):
+        model(x1 * 0 + 200.0, x2)
+    with pytest.raises(TypeError, match="integer"):
+        AMDIMModel(tiny_config())((x1 * 50).to(torch.uint8))
+    with pytest.raises(TypeError, match="float64"):
+        model(x1, x2.double())
+    with pytest.raises(ValueError, match="NaN"):
+        model(
+            x1,
+            x2.masked_fill(
+                torch.zeros_like(x2, dtype=torch.bool).index_fill_(0, torch.tensor([1]), True), float("nan")
+            ),
+        )
 
 
 def test_classifier_loads_the_online_head_of_a_pretraining_checkpoint_and_can_freeze_the_encoder(tmp_path):
