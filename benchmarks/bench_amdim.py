@@ -39,7 +39,7 @@ def build_vitmae():
     return step, BATCH
 
 
-def build_amdim(image_size: int, ndf: int, n_rkhs: int, n_depth: int, channels_last: bool = True):
+def build_amdim(image_size: int, ndf: int, n_rkhs: int, n_depth: int, channels_last: bool = False):
     from hf_unified_pretrain.models.amdim import AMDIMConfig, AMDIMForPreTraining
 
     config = AMDIMConfig(
@@ -63,7 +63,7 @@ def build_amdim(image_size: int, ndf: int, n_rkhs: int, n_depth: int, channels_l
 ROWS = [
     Row("vitmae-base-sdpa", build_vitmae, group="anchor"),
     Row("amdim-128-ndf128", lambda: build_amdim(128, 128, 1024, 3), group="anchor"),
-    Row("amdim-128-ndf128-nchw", lambda: build_amdim(128, 128, 1024, 3, channels_last=False), group="anchor"),
+    Row("amdim-128-ndf128-nhwc", lambda: build_amdim(128, 128, 1024, 3, channels_last=True), group="anchor"),
     Row("amdim-128-ndf64", lambda: build_amdim(128, 64, 512, 3), group="anchor"),
     Row("amdim-32-ndf128", lambda: build_amdim(32, 128, 1024, 3), group="anchor"),
 ]

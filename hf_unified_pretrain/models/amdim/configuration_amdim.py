@@ -104,9 +104,10 @@ class AMDIMConfig(BackboneConfigMixin, PreTrainedConfig):
         classifier_detach_features: Train only the head of `AMDIMForImageClassification` (the original's
             evaluation protocol: the encoder gets no gradient); False fine-tunes the encoder too.
         loss_weights: Weights of the named loss parts in `loss` (missing parts weigh 1).
-        channels_last: Run the encoder's convolutions on channels-last (NHWC) tensors: about 1.2x faster training
-            steps on CPU (oneDNN); values differ from NCHW by float rounding (~1e-5), so converted original
-            checkpoints default to False.
+        channels_last: Run the encoder's convolutions on channels-last (NHWC) tensors. Off by default: on the
+            2-core CPU the 128-px ndf-128 training step measured 1.25x faster in NCHW (benchmarks/bench_amdim.py,
+            quiet machine), and NCHW reproduces the original's outputs exactly (NHWC differs by ~1e-5 rounding).
+            Measure on your hardware before switching it on.
         out_features / out_indices: Backbone stages ("stem", "stage1", ...) to return; see `stage_names`.
     """
 
@@ -132,7 +133,7 @@ class AMDIMConfig(BackboneConfigMixin, PreTrainedConfig):
     classifier_type: str = "mlp"
     classifier_detach_features: bool = False
     loss_weights: dict[str, float] | None = None
-    channels_last: bool = True
+    channels_last: bool = False
     _out_features: list[str] | None = None
     _out_indices: list[int] | None = None
 
