@@ -516,6 +516,8 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(_LAZY_EXPORTS[name]), name)
     elif name == "PilImageProcessingTester":
         value = _make_pil_image_processing_tester()
+    elif name == "CenterCropImageProcessingTester":
+        value = _make_center_crop_image_processing_tester()
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value
@@ -613,6 +615,29 @@ def _make_pil_image_processing_tester() -> type:
     return PilImageProcessingTester
 
 
+def _make_center_crop_image_processing_tester() -> type:
+    base = __getattr__("PilImageProcessingTester")
+
+    class CenterCropImageProcessingTester(base):
+        """For processors that resize the shortest edge, then center-crop (iTPN, AMDIM): 20 px edge, 18x18 crop."""
+
+        def __init__(self, parent, **kwargs):
+            kwargs.setdefault("size", {"shortest_edge": 20})
+            kwargs.setdefault("crop_size", {"height": 18, "width": 18})
+            kwargs.setdefault("do_center_crop", True)
+            super().__init__(parent, min_resolution=30, max_resolution=60, **kwargs)
+
+        def prepare_image_processor_dict(self):
+            return {**super().prepare_image_processor_dict(), "do_center_crop": True, "crop_size": self.crop_size}
+
+        def expected_output_image_shape(self, images):
+            return self.num_channels, self.crop_size["height"], self.crop_size["width"]
+
+    CenterCropImageProcessingTester.__module__ = __name__
+    CenterCropImageProcessingTester.__qualname__ = "CenterCropImageProcessingTester"
+    return CenterCropImageProcessingTester
+
+
 class PilOnlyImageProcessingOverrides:
     """Put before ImageProcessingTestMixin for processors that have only the PIL backend (all of ours)."""
 
@@ -641,5 +666,5 @@ __all__ = [
     "run_test_methods",
     "testers_dir",
 ]
-# The upstream names and PilImageProcessingTester are served lazily by `__getattr__`.
-__all__.extend([*_LAZY_EXPORTS, "PilImageProcessingTester"])
+# The upstream names and our two image-processor testers are served lazily by `__getattr__`.
+__all__.extend([*_LAZY_EXPORTS, "PilImageProcessingTester", "CenterCropImageProcessingTester"])

@@ -18,9 +18,9 @@ from hf_unified_pretrain.models.amdim import (
 from hf_unified_pretrain.models.amdim.modeling_amdim import AMDIMIdentityInitConv2d
 from tests.hf_testers import (
     BackboneTesterMixin,
+    CenterCropImageProcessingTester,
     ImageProcessingTestMixin,
     ModelTesterMixin,
-    PilImageProcessingTester,
     PilOnlyImageProcessingOverrides,
     VisionModelTestOverrides,
     run_test_methods,
@@ -65,20 +65,8 @@ class AMDIMBackboneTest(BackboneTesterMixin, unittest.TestCase):
             AMDIMConfig(out_features=["stage1", "stage2"], out_indices=[0, 2])
 
 
-class AMDIMImageProcessingTester(PilImageProcessingTester):
+class AMDIMImageProcessingTester(CenterCropImageProcessingTester):
     image_processing_classes_by_backend = {"pil": AMDIMImageProcessor}
-
-    def __init__(self, parent, **kwargs):
-        kwargs.setdefault("size", {"shortest_edge": 20})
-        kwargs.setdefault("crop_size", {"height": 18, "width": 18})
-        kwargs.setdefault("do_center_crop", True)
-        super().__init__(parent, min_resolution=30, max_resolution=60, **kwargs)
-
-    def prepare_image_processor_dict(self):
-        return {**super().prepare_image_processor_dict(), "do_center_crop": True, "crop_size": self.crop_size}
-
-    def expected_output_image_shape(self, images):
-        return self.num_channels, self.crop_size["height"], self.crop_size["width"]
 
 
 class AMDIMImageProcessingTest(PilOnlyImageProcessingOverrides, ImageProcessingTestMixin, unittest.TestCase):

@@ -10,9 +10,9 @@ import torch
 from hf_unified_pretrain.models.itpn import ITPNBackbone, ITPNConfig, ITPNImageProcessor, ITPNModel
 from tests.hf_testers import (
     BackboneTesterMixin,
+    CenterCropImageProcessingTester,
     ImageProcessingTestMixin,
     ModelTesterMixin,
-    PilImageProcessingTester,
     PilOnlyImageProcessingOverrides,
     VisionModelTestOverrides,
     run_test_methods,
@@ -63,20 +63,8 @@ class ITPNDetBackboneTest(ITPNBackboneTest):
         self.model_tester.out_features = ["stage1", "stage2", "stage3", "stage4", "stage5"]
 
 
-class ITPNImageProcessingTester(PilImageProcessingTester):
+class ITPNImageProcessingTester(CenterCropImageProcessingTester):
     image_processing_classes_by_backend = {"pil": ITPNImageProcessor}
-
-    def __init__(self, parent, **kwargs):
-        kwargs.setdefault("size", {"shortest_edge": 20})
-        kwargs.setdefault("crop_size", {"height": 18, "width": 18})
-        kwargs.setdefault("do_center_crop", True)
-        super().__init__(parent, min_resolution=30, max_resolution=60, **kwargs)
-
-    def prepare_image_processor_dict(self):
-        return {**super().prepare_image_processor_dict(), "do_center_crop": True, "crop_size": self.crop_size}
-
-    def expected_output_image_shape(self, images):
-        return self.num_channels, self.crop_size["height"], self.crop_size["width"]
 
 
 class ITPNImageProcessingTest(PilOnlyImageProcessingOverrides, ImageProcessingTestMixin, unittest.TestCase):
