@@ -9,8 +9,10 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoImageProcessor
 
 from hf_unified_pretrain.conversion import ConversionError
+from hf_unified_pretrain.data import image_size_from_processor
 from hf_unified_pretrain.models.internimage import (
     INTERNIMAGE_PRESETS,
     InternImageBackbone,
@@ -250,7 +252,8 @@ def test_command_line_writes_a_folder_the_classes_load(tmp_path):
     pixels = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(reloaded(pixels).logits, model(pixels).logits)
-    assert (tmp_path / "out" / "preprocessor_config.json").exists()
+    processor = AutoImageProcessor.from_pretrained(tmp_path / "out")
+    assert image_size_from_processor(processor) == (config.image_size, config.image_size)
     # the backbone kind, from the Hub's remote-code layout, with a --set override of a non-architecture field
     checkpoint = tmp_path / "internimage_h_backbone.pth"
     torch.save(

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from transformers import AutoImageProcessor
 
+from hf_unified_pretrain.data import image_size_from_processor
 from hf_unified_pretrain.models.multimae import (
     MultiMAEConfig,
     MultiMAEForImageClassification,
@@ -167,7 +169,10 @@ def test_command_line_writes_a_loadable_folder(tmp_path):
     for key, value in reference.state_dict().items():
         torch.testing.assert_close(reloaded.state_dict()[key], value)
     assert reloaded.config.num_attention_heads == meta["config.num_heads"]
-    assert (tmp_path / "out" / "README.md").exists() and (tmp_path / "out" / "preprocessor_config.json").exists()
+    assert "MultiMAE" in (tmp_path / "out" / "README.md").read_text()
+    processor = AutoImageProcessor.from_pretrained(tmp_path / "out")
+    size = reloaded.config.image_size
+    assert image_size_from_processor(processor) == (tuple(size) if isinstance(size, list) else (size, size))
 
 
 _INVERSE_BLOCK = {
