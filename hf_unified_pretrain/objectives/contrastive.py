@@ -93,30 +93,48 @@ def image_text_contrastive_loss(
     text_embeds: torch.Tensor,
     logit_scale: torch.Tensor | float,
     *,
+    match: torch.Tensor | None = None,
     gather_distributed: bool = False,
 ) -> torch.Tensor:
-    """Symmetric CLIP loss between paired image and text embeddings.
+    """Symmetric CLIP loss between paired image and text embeddings, optionally with soft (e.g. mixed) pairings.
 
     Args:
         image_embeds: (B, D).
         text_embeds: (B, D).
         logit_scale: Multiplier of the cosine similarities (CLIP: exp of a learned scalar).
-        gather_distributed: Contrast against the pairs of every process.
+        match: (B, B) how much image i shows caption j within this batch, each row summing to 1 (a mixed image
+            shows its own caption and its partner's by area). Image→text targets are its rows, text→image targets
+            its columns normalised to sum 1. Default: the identity (image i ↔ caption i), i.e. the CLIP loss.
+        gather_distributed: Contrast against the pairs of every process. The pairings of `match` stay within this
+            process's batch: the other processes' images and captions are negatives only.
 
     Returns:
-        Scalar: mean of the image→text and text→image cross-entropies.
+        Scalar: mean of the image→text and text→image cross-entropies over this process's images and captions.
     """
     _check_pairs(image_embeds, text_embeds, ("image_embeds", "text_embeds"))
+    batch = image_embeds.shape[0]
+    if match is not None and tuple(match.shape) != (batch, batch):
+        raise ValueError(
+            f"match must be (batch_size, batch_size) = {(batch, batch)} (image i shows caption j by match[i, j]), "
+            f"got {tuple(match.shape)}."
+        )
     image_embeds, text_embeds = F.normalize(image_embeds, dim=-1), F.normalize(text_embeds, dim=-1)
     offset = 0
     all_images, all_texts = image_embeds, text_embeds
     if gather_distributed and distributed_is_active():
-        offset = dist.get_rank() * image_embeds.shape[0]
+        offset = dist.get_rank() * batch
         all_images, all_texts = all_gather_with_grad(image_embeds), all_gather_with_grad(text_embeds)
-    labels = torch.arange(image_embeds.shape[0], device=image_embeds.device) + offset
-    image_to_text = F.cross_entropy(logit_scale * image_embeds @ all_texts.T, labels)
-    text_to_image = F.cross_entropy(logit_scale * text_embeds @ all_images.T, labels)
-    return (image_to_text + text_to_image) / 2
+    image_scores = logit_scale * image_embeds @ all_texts.T
+    text_scores = logit_scale * text_embeds @ all_images.T
+    if match is None:
+        labels = torch.arange(batch, device=image_embeds.device) + offset
+        return (F.cross_entropy(image_scores, labels) + F.cross_entropy(text_scores, labels)) / 2
+    # targets over every process's candidates: this batch's pairings sit at columns offset .. offset + B
+    match = match.to(image_scores.dtype)
+    columns = match.T / match.T.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    image_targets = F.pad(match, (offset, all_texts.shape[0] - offset - batch))
+    text_targets = F.pad(columns, (offset, all_images.shape[0] - offset - batch))
+    return (cross_entropy_loss(image_scores, image_targets) + cross_entropy_loss(text_scores, text_targets)) / 2
 
 
 def cross_entropy_loss(logits: torch.Tensor, targets: torch.Tensor, *, label_smoothing: float = 0.0) -> torch.Tensor:

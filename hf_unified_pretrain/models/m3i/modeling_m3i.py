@@ -419,7 +419,9 @@ class M3IForPreTraining(TeacherHolderMixin, M3IPreTrainedModel):
             text_embeds = self.text_projection(text_features.to(image_embeds.dtype))
             scale = self.logit_scale.exp()
             if mixed:
-                losses["image_text"] = mixed_image_text_loss(image_embeds, text_embeds, scale, source_index, partner)
+                losses["image_text"] = mixed_image_text_loss(
+                    image_embeds, text_embeds, scale, source_index, partner, gather_distributed=True
+                )
             else:
                 losses["image_text"] = image_text_contrastive_loss(
                     image_embeds, text_embeds, scale, gather_distributed=True
@@ -498,24 +500,24 @@ def mixed_image_text_loss(
     logit_scale: torch.Tensor | float,
     source_index: torch.Tensor,
     partner: torch.Tensor,
+    *,
+    gather_distributed: bool = False,
 ) -> torch.Tensor:
     """CLIP loss with mixed positives: mixed image b matches caption b and caption `partner[b]` by area.
 
     Image → text targets are the rows of the mixing matrix M (B, B); text → image targets its columns, normalised.
-    With no mixing M is the identity and this is the symmetric CLIP loss.
+    With no mixing M is the identity and this is the symmetric CLIP loss. `partner` indexes this process's batch;
+    with `gather_distributed` the other processes' pairs are extra negatives (as the unmixed CLIP loss).
     """
     batch = image_embeds.shape[0]
     fractions = source_fractions(source_index, 2)
     mixing = torch.zeros(batch, batch, device=image_embeds.device, dtype=image_embeds.dtype)
     rows = torch.arange(batch, device=image_embeds.device)
     mixing.index_put_((rows, rows), fractions[:, 0].to(mixing.dtype), accumulate=True)
-    mixing.index_put_((rows, partner), fractions[:, 1].to(mixing.dtype), accumulate=True)
-    image_embeds, text_embeds = F.normalize(image_embeds, dim=-1), F.normalize(text_embeds, dim=-1)
-    scores = logit_scale * image_embeds @ text_embeds.T
-    image_to_text = cross_entropy_loss(scores, mixing)
-    columns = mixing.T / mixing.T.sum(dim=1, keepdim=True).clamp_min(1e-12)
-    text_to_image = cross_entropy_loss(scores.T, columns)
-    return (image_to_text + text_to_image) / 2
+    mixing.index_put_((rows, partner.to(rows.device)), fractions[:, 1].to(mixing.dtype), accumulate=True)
+    return image_text_contrastive_loss(
+        image_embeds, text_embeds, logit_scale, match=mixing, gather_distributed=gather_distributed
+    )
 
 
 __all__ = [
