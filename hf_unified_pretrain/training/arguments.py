@@ -201,6 +201,23 @@ class PretrainingArguments(TrainingArguments):
             "every logging_steps). False: keep training."
         },
     )
+    knn_eval_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Labelled images for online kNN accuracy during pre-training: a folder with train/ and test/ "
+            "(or val/) class sub-folders (bank from train/, queries from test/), or one folder of class "
+            "sub-folders (split into bank and queries). Every --knn_eval_steps steps the model's frozen pooled "
+            "features are classified (weighted kNN, k=20, T=0.07) and knn_top1 / knn_top5 are logged beside the "
+            "loss. Unset: off."
+        },
+    )
+    knn_eval_steps: int = field(default=100, metadata={"help": "Optimiser steps between two online kNN evaluations."})
+    knn_bank_size: int = field(
+        default=1000, metadata={"help": "Labelled reference images of the online kNN (class-balanced subset)."}
+    )
+    knn_query_size: int = field(
+        default=500, metadata={"help": "Images classified by the online kNN (class-balanced subset)."}
+    )
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep raw columns: transforms are applied lazily with set_transform."}
     )
@@ -224,6 +241,14 @@ class PretrainingArguments(TrainingArguments):
         if self.optim == OptimizerNames.ADAMW_TORCH_FUSED and not fused_adamw_available(device_type):
             logger.info("Fused AdamW is not available on %s: using --optim adamw_torch.", device_type)
             self.optim = OptimizerNames.ADAMW_TORCH
+        for name in ("knn_eval_steps", "knn_bank_size", "knn_query_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}.")
+        if self.knn_eval_dir is not None and not Path(self.knn_eval_dir).is_dir():
+            raise FileNotFoundError(
+                f"--knn_eval_dir {self.knn_eval_dir!r} is not a folder: pass a folder of class sub-folders (or with "
+                "train/ and test/ class folders)."
+            )
         if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
             raise ValueError(f"--layer_decay must be in (0, 1], got {self.layer_decay}.")
         if self.base_learning_rate is not None:

@@ -22,7 +22,7 @@ from ..data import (
     load_pretraining_dataset,
 )
 from .arguments import DataArguments, ModelArguments, PretrainingArguments
-from .callbacks import LossCurveCallback
+from .callbacks import KNNCallback, LossCurveCallback
 from .trainer import PretrainingTrainer
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,73 @@ def build_trainer(
         processing_class=image_processor,
         callbacks=[LossCurveCallback(), SkippedImagesCallback(skipped), *callbacks],
     )
+
+
+# Sub-folder names of a `--knn_eval_dir` holding separate bank and query images.
+_KNN_BANK_FOLDER = "train"
+_KNN_QUERY_FOLDERS = ("test", "val", "validation")
+
+
+def knn_callback_from_folder(
+    folder: str | Path,
+    image_processor: BaseImageProcessor,
+    *,
+    every_n_steps: int = 100,
+    bank_size: int = 1000,
+    query_size: int = 500,
+) -> KNNCallback:
+    """An online kNN callback on labelled images of a folder, preprocessed as the model's processor does.
+
+    Args:
+        folder: Either `train/` + `test/` (or `val/`, `validation/`) with one sub-folder per class (bank from
+            `train/`, queries from the other), or one folder of class sub-folders (class-balanced: its first
+            `bank_size` images are the bank, the next `query_size` the queries).
+        image_processor: Gives the input size, mean and std (whole image resized, no crop).
+        every_n_steps / bank_size / query_size: Evaluation period and subset sizes.
+    """
+    from ..evaluation import load_image_folder
+
+    root = Path(folder)
+    transform = EvalTransform.from_image_processor(image_processor, crop_pct=1.0)
+    query_root = next((root / name for name in _KNN_QUERY_FOLDERS if (root / name).is_dir()), None)
+    if (root / _KNN_BANK_FOLDER).is_dir() and query_root is not None:
+        bank = load_image_folder(root / _KNN_BANK_FOLDER, transform, bank_size)
+        queries = load_image_folder(query_root, transform, query_size, class_names=bank.class_names)
+        bank_pixels, bank_labels = bank.pixel_values, bank.labels
+        query_pixels, query_labels = queries.pixel_values, queries.labels
+    else:
+        images = load_image_folder(root, transform, bank_size + query_size)
+        if len(images) <= bank_size:
+            raise ValueError(
+                f"--knn_eval_dir {str(root)!r} has {len(images)} images, not more than --knn_bank_size {bank_size}: "
+                "no query image is left; lower --knn_bank_size or add train/ and test/ sub-folders."
+            )
+        bank_pixels, bank_labels = images.pixel_values[:bank_size], images.labels[:bank_size]
+        query_pixels, query_labels = images.pixel_values[bank_size:], images.labels[bank_size:]
+    return KNNCallback(bank_pixels, bank_labels, query_pixels, query_labels, every_n_steps=every_n_steps)
+
+
+def add_knn_evaluation(trainer: PretrainingTrainer) -> KNNCallback | None:
+    """Adds the online kNN callback that `--knn_eval_dir` asks for (first in the list, so the log line carries
+    `knn_top1`); None when the flag is unset. Uses the trainer's image processor for the input size and
+    normalisation."""
+    args = trainer.args
+    folder = getattr(args, "knn_eval_dir", None)
+    if folder is None:
+        return None
+    processor = trainer.processing_class
+    if processor is None or not hasattr(processor, "image_mean"):
+        raise ValueError(
+            "--knn_eval_dir needs the trainer's image processor (processing_class) to preprocess the kNN images."
+        )
+    callback = knn_callback_from_folder(
+        folder,
+        processor,
+        every_n_steps=args.knn_eval_steps,
+        bank_size=args.knn_bank_size,
+        query_size=args.knn_query_size,
+    )
+    return callback.add_to(trainer)
 
 
 def train_and_save(trainer: PretrainingTrainer, resume_from_checkpoint: str | None) -> dict[str, float]:

@@ -158,6 +158,11 @@ class PretrainingTrainer(Trainer):
         self._train_loss_parts = _LossPartAverager()
         self._eval_loss_parts = _LossPartAverager()
         self._first_batch_scanned = False
+        if getattr(self.args, "knn_eval_dir", None) is not None:
+            # Every run script builds this trainer, so `--knn_eval_dir` works in all of them.
+            from .pipeline import add_knn_evaluation  # pipeline imports this module
+
+            add_knn_evaluation(self)
 
     def compute_loss(
         self,

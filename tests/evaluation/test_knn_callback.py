@@ -89,3 +89,73 @@ def test_bad_arguments_are_clear_errors():
     callback = KNNCallback(pixels, labels, pixels, labels, feature="hidden_states.9")
     with pytest.raises(ValueError, match="not among the model's"):
         callback.evaluate(ITPNForPreTraining(ITPNConfig.from_preset("itpn-tiny-test")))
+
+
+def _write_colour_folder(root, num_per_class: int, seed: int) -> None:
+    """PNG images of the three colour classes of `_labelled_images`, one sub-folder per class."""
+    from PIL import Image
+
+    pixels, labels = _labelled_images(num_per_class, seed)
+    images = ((pixels * 0.25 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    for index, (image, label) in enumerate(zip(images, labels.tolist(), strict=True)):
+        folder = root / f"class_{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{index:03d}.png")
+
+
+def test_knn_eval_dir_flag_of_a_run_script_logs_knn_accuracy(tmp_path):
+    from tests.scripts.conftest import SMOKE_TRAIN_ARGS, load_script
+
+    _write_colour_folder(tmp_path / "knn" / "train", 4, seed=1)
+    _write_colour_folder(tmp_path / "knn" / "test", 2, seed=2)
+    output = tmp_path / "run"
+    trainer = load_script("run_itpn")["setup"](
+        [
+            "--preset",
+            "itpn-tiny-test",
+            "--output_dir",
+            str(output),
+            "--max_steps",
+            "4",
+            "--knn_eval_dir",
+            str(tmp_path / "knn"),
+            "--knn_eval_steps",
+            "2",
+            "--knn_bank_size",
+            "9",
+            "--knn_query_size",
+            "5",
+            *SMOKE_TRAIN_ARGS,
+        ]
+    ).trainer
+    (callback,) = [c for c in trainer.callback_handler.callbacks if isinstance(c, KNNCallback)]
+    assert trainer.callback_handler.callbacks[0] is callback  # first: the printed log line carries the value
+    # Class-balanced subsets of train/ (bank) and test/ (queries), at the model's input size.
+    assert callback.bank_labels.tolist() == [0, 1, 2] * 3 and callback.query_labels.tolist() == [0, 1, 2, 0, 1]
+    assert callback.bank_pixel_values.shape == (9, 3, 32, 32) and callback.every_n_steps == 2
+    trainer.train()
+    knn_lines = {line["step"]: line for line in trainer.state.log_history if "knn_top1" in line}
+    assert sorted(knn_lines) == [2, 4]
+    assert all("loss_pixel" in line and 0.0 <= line["knn_top1"] <= line["knn_top5"] for line in knn_lines.values())
+    assert knn_lines[4]["knn_top1"] > 0.5  # colour classes: well above chance (1/3) even for a barely trained model
+
+
+def test_knn_callback_from_one_class_folder_splits_bank_and_queries(tmp_path):
+    from hf_unified_pretrain.models.registry import image_processor_for
+    from hf_unified_pretrain.training.pipeline import knn_callback_from_folder
+
+    _write_colour_folder(tmp_path, 3, seed=0)
+    processor = image_processor_for(ITPNConfig.from_preset("itpn-tiny-test"))
+    callback = knn_callback_from_folder(tmp_path, processor, every_n_steps=5, bank_size=6, query_size=2)
+    assert callback.bank_labels.tolist() == [0, 1, 2, 0, 1, 2] and callback.query_labels.tolist() == [0, 1]
+    # The queries are the images after the bank ones: the third image of classes 0 and 1.
+    assert not any(torch.equal(q, b) for q in callback.query_pixel_values for b in callback.bank_pixel_values)
+    with pytest.raises(ValueError, match="no query image is left"):
+        knn_callback_from_folder(tmp_path, processor, bank_size=9)
+
+
+def test_knn_eval_flags_reject_bad_values(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--knn_eval_dir"):
+        PretrainingArguments(output_dir=str(tmp_path), knn_eval_dir=str(tmp_path / "missing"), use_cpu=True)
+    with pytest.raises(ValueError, match="--knn_eval_steps must be at least 1"):
+        PretrainingArguments(output_dir=str(tmp_path), knn_eval_steps=0, use_cpu=True)
