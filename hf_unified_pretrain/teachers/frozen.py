@@ -15,6 +15,12 @@ Features (`feature=`):
 - `"last_hidden_state"`: the raw last encoder layer's patch tokens.
 Prefix tokens (CLS, registers) are always dropped.
 
+Feature-map teachers (convolutional networks such as AMDIM, ResNet or ConvNeXt: no `patch_size` in their config) see
+the student's pixels at the student's resolution; `feature` names the output field holding a (B, C, h, w) map
+(`"last_hidden_state"` by default, or e.g. AMDIM's `"local_features_7"`), which is average-pooled onto the student's
+patch grid (`target_grid`, required) and returned as (B, h·w, C) tokens. A map smaller than the grid (a 1×1 global
+feature) is repeated on every token.
+
 `FrozenTextTeacher` runs a text encoder (BERT, a CLIP text tower, ...) on tokenised text (`input_ids`,
 `attention_mask`) for image-text objectives; several teachers can be attached at once in named slots
 (`set_teacher(teacher, name=...)`).
@@ -81,6 +87,15 @@ def _read_teacher_normalisation(path: Path) -> tuple[list[float], list[float]]:
     return list(processor.get("image_mean", OPENAI_CLIP_MEAN)), list(processor.get("image_std", OPENAI_CLIP_STD))
 
 
+def _is_patch_model(config) -> bool:
+    """Vision transformers carry `patch_size` and `image_size`; feature-map (convolutional) models do not."""
+    return getattr(config, "patch_size", None) is not None and getattr(config, "image_size", None) is not None
+
+
+def _is_text_config(config) -> bool:
+    return getattr(config, "vocab_size", None) is not None and getattr(config, "num_channels", None) is None
+
+
 def _resolve_model_class(model_class: str | type) -> type:
     if not isinstance(model_class, str):
         return model_class
@@ -97,8 +112,10 @@ class FrozenTeacher(nn.Module):
 
     Args:
         model: a transformers vision model (or a dual-encoder with a `vision_model` attribute, e.g. `CLIPModel`).
-        feature: one of `TEACHER_FEATURES` (see the module docstring).
-        target_grid: teacher patch grid (int or (h, w)) to resize inputs to; None keeps the input resolution.
+        feature: one of `TEACHER_FEATURES` (see the module docstring); for a feature-map model, the output field
+            holding its (B, C, h, w) map (e.g. "last_hidden_state").
+        target_grid: teacher patch grid (int or (h, w)) to resize inputs to; None keeps the input resolution. For a
+            feature-map model (required): the grid its map is average-pooled to (the student's patch grid).
         input_mean / input_std: the normalisation of the student's `pixel_values` (undone before the teacher's).
         teacher_mean / teacher_std: the teacher's own normalisation.
         resize_mode: `F.interpolate` mode for resizing to the target grid.
@@ -116,24 +133,37 @@ class FrozenTeacher(nn.Module):
         resize_mode: str = "bicubic",
     ) -> None:
         super().__init__()
-        if feature not in TEACHER_FEATURES:
-            raise ValueError(f"Unknown teacher feature {feature!r}; choose one of {list(TEACHER_FEATURES)}.")
         self.model = model
         vision_config = self.vision_tower.config
-        if getattr(vision_config, "patch_size", None) is None or getattr(vision_config, "image_size", None) is None:
-            raise ValueError(
-                f"{type(model).__name__} (model_type {getattr(vision_config, 'model_type', '?')!r}) is not a vision "
-                "transformer with `patch_size` and `image_size`: a FrozenTeacher needs a vision model."
-            )
+        self.is_feature_map_model = not _is_patch_model(vision_config)
+        if self.is_feature_map_model:
+            if _is_text_config(vision_config):
+                raise ValueError(
+                    f"{type(model).__name__} (model_type {getattr(vision_config, 'model_type', '?')!r}) is a text "
+                    "model: a FrozenTeacher needs a vision model (load text encoders with FrozenTextTeacher)."
+                )
+            if target_grid is None:
+                raise ValueError(
+                    f"{type(model).__name__} has no patch grid (no `patch_size` in its config): pass `target_grid`, "
+                    "the student's patch grid, onto which its (B, C, h, w) feature map is average-pooled."
+                )
+            if feature in ("projected_patch_tokens", "patch_tokens"):
+                raise ValueError(
+                    f"feature={feature!r} needs a vision transformer; {type(model).__name__} returns feature maps: use "
+                    "feature='last_hidden_state' or the name of another (B, C, h, w) output field."
+                )
+        elif feature not in TEACHER_FEATURES:
+            raise ValueError(f"Unknown teacher feature {feature!r}; choose one of {list(TEACHER_FEATURES)}.")
         if feature == "projected_patch_tokens" and not hasattr(model, "visual_projection"):
             raise ValueError(
                 f"feature='projected_patch_tokens' needs a model with a `visual_projection` (e.g. "
                 f"CLIPVisionModelWithProjection); {type(model).__name__} has none: use feature='patch_tokens'."
             )
         self.feature = feature
-        self.patch_size = _as_pair(vision_config.patch_size)
-        self.image_size = _as_pair(vision_config.image_size)
+        self.patch_size = None if self.is_feature_map_model else _as_pair(vision_config.patch_size)
+        self.image_size = None if self.is_feature_map_model else _as_pair(vision_config.image_size)
         self.target_grid = _as_pair(target_grid) if target_grid is not None else None
+        self._feature_dim: int | None = None
         self.resize_mode = resize_mode
         self._model_type = getattr(vision_config, "model_type", "")
         self._accepts_interpolate = (
@@ -174,18 +204,18 @@ class FrozenTeacher(nn.Module):
             dtype: load dtype (defaults to float32; teachers are moved to the input dtype when run).
             Other arguments: see the class docstring.
         """
-        if feature not in TEACHER_FEATURES:
-            raise ValueError(f"Unknown teacher feature {feature!r}; choose one of {list(TEACHER_FEATURES)}.")
         path = Path(path)
         _check_teacher_folder(path)
         config = AutoConfig.from_pretrained(path, local_files_only=True)
         vision_config = getattr(config, "vision_config", None) or config
-        if getattr(vision_config, "patch_size", None) is None:
+        if _is_text_config(vision_config):
             raise ValueError(
-                f"Teacher folder {str(path)!r} holds a {config.model_type!r} config without patch_size/image_size: "
-                "it is not a vision model. Pass the folder of a vision model such as CLIPVisionModelWithProjection, "
-                "or load a text encoder with FrozenTextTeacher."
+                f"Teacher folder {str(path)!r} holds a {config.model_type!r} text config: it is not a vision model. "
+                "Pass the folder of a vision model such as CLIPVisionModelWithProjection, or load a text encoder with "
+                "FrozenTextTeacher."
             )
+        if _is_patch_model(vision_config) and feature not in TEACHER_FEATURES:
+            raise ValueError(f"Unknown teacher feature {feature!r}; choose one of {list(TEACHER_FEATURES)}.")
         model_class = _resolve_model_class(model_class)
         load_kwargs = {"local_files_only": True, "use_safetensors": True, "dtype": dtype or torch.float32}
         if vision_config is not config and getattr(model_class, "config_class", None) is type(vision_config):
@@ -218,7 +248,21 @@ class FrozenTeacher(nn.Module):
         """Channel count D of the returned features."""
         if self.feature == "projected_patch_tokens":
             return self.model.visual_projection.out_features
-        return self.vision_tower.config.hidden_size
+        if not self.is_feature_map_model:
+            return self.vision_tower.config.hidden_size
+        if self._feature_dim is None:
+            # Feature-map configs name their width differently (hidden_sizes, n_rkhs, ...): read it off one forward.
+            self._feature_dim = self._probe_feature_dim()
+        return self._feature_dim
+
+    def _probe_feature_dim(self) -> int:
+        config = self.vision_tower.config
+        size = getattr(config, "image_size", None) or 224
+        height, width = _as_pair(size)
+        parameter = next(self.model.parameters())
+        pixels = torch.zeros(1, getattr(config, "num_channels", 3), height, width, dtype=parameter.dtype)
+        with torch.no_grad():
+            return self._feature_map(pixels.to(parameter.device)).shape[1]
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -226,6 +270,21 @@ class FrozenTeacher(nn.Module):
         if self.target_grid is not None:
             return self.target_grid
         return self.image_size[0] // self.patch_size[0], self.image_size[1] // self.patch_size[1]
+
+    def _feature_map(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The (B, C, h, w) output field `feature` of a feature-map teacher."""
+        outputs = self.vision_tower(pixel_values=pixels)
+        features = getattr(outputs, self.feature, None)
+        if features is None and isinstance(outputs, dict):
+            features = outputs.get(self.feature)
+        if not isinstance(features, torch.Tensor) or features.ndim != 4:
+            found = getattr(features, "shape", None)
+            raise ValueError(
+                f"Teacher feature {self.feature!r} of {type(self.vision_tower).__name__} must be a (B, C, h, w) map "
+                f"(got {tuple(found) if found is not None else type(features).__name__}); pick an output field "
+                "holding a feature map, e.g. 'last_hidden_state'."
+            )
+        return features
 
     def train(self, mode: bool = True) -> FrozenTeacher:
         """A frozen teacher stays in eval mode (no dropout, fixed norms) whatever `mode` says."""
@@ -238,7 +297,7 @@ class FrozenTeacher(nn.Module):
         return self._resize(pixel_values * scale + shift)
 
     def _resize(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        if self.target_grid is None:
+        if self.target_grid is None or self.is_feature_map_model:
             return pixel_values
         size = (self.target_grid[0] * self.patch_size[0], self.target_grid[1] * self.patch_size[1])
         if tuple(pixel_values.shape[-2:]) == size:
@@ -258,7 +317,8 @@ class FrozenTeacher(nn.Module):
                 `pixel_values` when given (only resized, if `target_grid` asks for another size).
 
         Returns:
-            (B, N, D) patch-token features, N = h·w of the teacher grid, row-major, prefix tokens dropped.
+            (B, N, D) patch-token features, N = h·w of the teacher grid, row-major, prefix tokens dropped (for a
+            feature-map model: its map pooled to `target_grid`).
         """
         if teacher_pixel_values is not None:
             pixels = self._resize(teacher_pixel_values)
@@ -266,6 +326,9 @@ class FrozenTeacher(nn.Module):
             pixels = self.prepare_pixels(pixel_values)
         else:
             raise ValueError("FrozenTeacher needs `pixel_values` or `teacher_pixel_values`.")
+        if self.is_feature_map_model:
+            features = F.adaptive_avg_pool2d(self._feature_map(pixels), self.target_grid)
+            return features.flatten(2).transpose(1, 2)
         height, width = pixels.shape[-2:]
         if height % self.patch_size[0] or width % self.patch_size[1]:
             raise ValueError(

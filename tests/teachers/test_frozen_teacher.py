@@ -187,3 +187,80 @@ def test_pickle_weights_are_never_loaded(tmp_path):
     torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         FrozenTeacher.from_pretrained(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def resnet_folder(tmp_path_factory):
+    """A tiny convolutional teacher (no patch_size): 32 px in, a (16, 4, 4) map out."""
+    from transformers import ResNetConfig, ResNetModel
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("resnet_teacher")
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    ResNetModel(config).eval().save_pretrained(folder)
+    return folder
+
+
+def _bins(size: int, cells: int) -> list[tuple[int, int]]:
+    """Adaptive-pooling bins written out: cell i covers [floor(i * size / cells), ceil((i + 1) * size / cells))."""
+    return [(i * size // cells, -(-(i + 1) * size // cells)) for i in range(cells)]
+
+
+def test_feature_map_teacher_is_pooled_onto_the_student_grid(resnet_folder):
+    from transformers import ResNetModel
+
+    teacher = FrozenTeacher.from_pretrained(
+        resnet_folder, model_class="AutoModel", feature="last_hidden_state", target_grid=(2, 3)
+    )
+    assert teacher.is_feature_map_model and teacher.grid_size == (2, 3) and teacher.feature_dim == 16
+    pixel_values = torch.randn(2, 3, 32, 32)
+    features = teacher(pixel_values)
+
+    reference = ResNetModel.from_pretrained(resnet_folder).eval()
+    with torch.no_grad():  # no resize for a feature-map teacher: the student's 32 px, in CLIP normalisation
+        feature_map = reference(pixel_values=_to_teacher_pixels(pixel_values, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD))
+    feature_map = feature_map.last_hidden_state
+    assert feature_map.shape[-2:] == (4, 4)
+    expected = torch.stack(
+        [
+            feature_map[:, :, top:bottom, left:right].mean(dim=(2, 3))
+            for top, bottom in _bins(4, 2)
+            for left, right in _bins(4, 3)  # overlapping bins: columns 0-1, 1-2, 2-3
+        ],
+        dim=1,
+    )
+    assert features.shape == (2, 6, 16)
+    torch.testing.assert_close(features, expected)
+
+
+def test_a_global_feature_map_is_repeated_on_every_token(tmp_path):
+    """AMDIM's r1 is a 1x1 map at its nominal size: every student token gets the image's global feature."""
+    from hf_unified_pretrain.models.amdim import AMDIMConfig, AMDIMModel
+
+    torch.manual_seed(0)
+    model = AMDIMModel(AMDIMConfig.from_preset("tiny")).eval()
+    model.save_pretrained(tmp_path)
+    teacher = FrozenTeacher.from_pretrained(
+        tmp_path, model_class="AutoModel", feature="last_hidden_state", target_grid=3
+    )
+    pixel_values = torch.randn(2, 3, 32, 32)
+    features = teacher(pixel_values)
+    with torch.no_grad():
+        global_feature = model(pixel_values=teacher.prepare_pixels(pixel_values)).pooler_output
+    assert features.shape == (2, 9, model.config.n_rkhs) and teacher.feature_dim == model.config.n_rkhs
+    torch.testing.assert_close(features, global_feature[:, None].expand(-1, 9, -1))
+    local = FrozenTeacher.from_pretrained(tmp_path, model_class="AutoModel", feature="local_features_7", target_grid=3)
+    assert local(pixel_values).shape == (2, 9, model.config.n_rkhs)
+    assert not torch.allclose(local(pixel_values)[:, 0], local(pixel_values)[:, 8])  # a local map varies over tokens
+
+
+def test_feature_map_teacher_errors(resnet_folder):
+    with pytest.raises(ValueError, match="pass `target_grid`"):
+        FrozenTeacher.from_pretrained(resnet_folder, model_class="AutoModel", feature="last_hidden_state")
+    with pytest.raises(ValueError, match="needs a vision transformer"):
+        FrozenTeacher.from_pretrained(resnet_folder, model_class="AutoModel", feature="patch_tokens", target_grid=2)
+    misspelt = FrozenTeacher.from_pretrained(
+        resnet_folder, model_class="AutoModel", feature="last_hiden", target_grid=2
+    )
+    with pytest.raises(ValueError, match=r"'last_hiden' of ResNetModel must be a \(B, C, h, w\) map \(got NoneType\)"):
+        misspelt(torch.randn(1, 3, 32, 32))
