@@ -17,18 +17,19 @@ The EMA target encoder sits in teacher slot "ema" (`build_ema_teacher()`), so it
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import AutoBackbone, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
-from ...layers import strict_forward_kwargs
+from ...layers import eager_attention_forward, strict_forward_kwargs
 from ...masking import BlockMaskGenerator, gather_tokens, mask_to_ids, mix_soft_labels, source_fractions
 from ...objectives import cross_entropy_loss, image_text_contrastive_loss, unigrad_dense_loss, weighted_total
 from ...teachers import EMATeacher, TeacherHolderMixin
@@ -119,12 +120,17 @@ def mask_pixels(pixel_values: torch.Tensor, bool_masked_pos: torch.Tensor, strid
 
 
 class M3IPredictorLayer(GradientCheckpointingLayer):
-    """Pre-norm transformer block of the predictor (scaled-dot-product attention + MLP)."""
+    """Pre-norm transformer block of the predictor: self-attention over context tokens and queries, dispatched through
+    transformers' attention interface (`config._attn_implementation`: "eager", "sdpa", ...), then an MLP."""
 
     def __init__(self, config: M3IConfig) -> None:
         super().__init__()
+        self.config = config
         dim = config.decoder_hidden_size
         self.num_heads = config.decoder_num_attention_heads
+        self.head_dim = dim // self.num_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
         self.norm1 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -134,10 +140,13 @@ class M3IPredictorLayer(GradientCheckpointingLayer):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         batch, length, dim = hidden.shape
-        qkv = self.qkv(self.norm1(hidden)).view(batch, length, 3, self.num_heads, dim // self.num_heads)
+        qkv = self.qkv(self.norm1(hidden)).view(batch, length, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(query, key, value)
-        hidden = hidden + self.proj(attended.transpose(1, 2).reshape(batch, length, dim))
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attended, _ = attention_interface(self, query, key, value, None, scaling=self.scaling)
+        hidden = hidden + self.proj(attended.reshape(batch, length, dim))
         return hidden + self.mlp(self.norm2(hidden))
 
 
@@ -184,10 +193,12 @@ class M3IPreTrainedModel(PreTrainedModel):
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
     _no_split_modules = ["M3IPredictorLayer"]
-    _supports_sdpa = False
+    # The predictor attends without mask or bias through the attention interface; the flags follow the backbones
+    # M3I nests (MVP's ViT has an additive relative-position bias: no flash or flex attention there).
+    _supports_sdpa = True
     _supports_flash_attn = False
     _supports_flex_attn = False
-    _supports_attention_backend = False
+    _supports_attention_backend = True
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

@@ -13,7 +13,7 @@ from transformers import BertConfig, BertModel
 import hf_unified_pretrain  # noqa: F401  (registers the Auto classes)
 from hf_unified_pretrain.masking import source_fractions
 from hf_unified_pretrain.models.internimage import InternImageBackbone
-from hf_unified_pretrain.models.m3i import M3IConfig, M3IForPreTraining, mixed_image_text_loss
+from hf_unified_pretrain.models.m3i import M3IConfig, M3IForPreTraining, mixed_image_text_loss, modeling_m3i
 from hf_unified_pretrain.models.m3i.modeling_m3i import identity_geometry, relative_position_embedding
 from hf_unified_pretrain.models.mvp import MVPBackbone
 from hf_unified_pretrain.objectives import image_text_contrastive_loss, unigrad_dense_loss
@@ -178,6 +178,48 @@ def test_intra_view_alone_predicts_the_masked_cells(preset):
     torch.testing.assert_close(
         out.losses["intra_view"], unigrad_dense_loss(predictions, masked_targets, neg_weight=0.5)
     )
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_predictor_attention_eager_equals_sdpa_and_goes_through_the_interface(preset, monkeypatch):
+    model = _model(preset, classification_loss_weight=0.0, image_text_loss_weight=0.0).eval()
+    assert model.config._attn_implementation == "sdpa"
+    inputs, mask = _inputs(model.config), _mask(model.config)
+    dense = {key: inputs[key] for key in ("pixel_values", "pixel_values_2", "relative_geometry")}
+    with torch.no_grad():
+        sdpa = model(**dense, bool_masked_pos=mask)
+    calls, eager_attention = [], modeling_m3i.eager_attention_forward
+
+    def spy(module, query, *args, **kwargs):
+        calls.append((type(module).__name__, tuple(query.shape)))
+        return eager_attention(module, query, *args, **kwargs)
+
+    monkeypatch.setattr(modeling_m3i, "eager_attention_forward", spy)
+    model.set_attn_implementation("eager")
+    assert model.config._attn_implementation == "eager"
+    with torch.no_grad():
+        eager = model(**dense, bool_masked_pos=mask)
+    assert set(eager.losses) == {"intra_view", "inter_view"}
+    for name in eager.losses:
+        torch.testing.assert_close(eager.losses[name], sdpa.losses[name], atol=1e-5, rtol=1e-4)
+    # the predictor's attention ran eagerly: intra-view once, inter-view once (one source), 4 heads of width 8
+    predictor_calls = [shape for owner, shape in calls if owner == "M3IPredictorLayer"]
+    assert len(predictor_calls) == 2 and all(shape[1:2] == (4,) and shape[3] == 8 for shape in predictor_calls)
+
+
+def test_predictor_layer_is_hand_written_attention():
+    config = M3IConfig.from_preset("tiny", decoder_num_attention_heads=2)
+    layer = M3IForPreTraining(config).predictor.layers[0].eval()
+    hidden = torch.randn(2, 5, config.decoder_hidden_size, generator=torch.Generator().manual_seed(4))
+    normed = layer.norm1(hidden)
+    query, key, value = layer.qkv(normed).view(2, 5, 3, 2, 16).permute(2, 0, 3, 1, 4)
+    weights = torch.softmax(query @ key.transpose(-1, -2) / 4.0, dim=-1)  # head width 16
+    attended = hidden + layer.proj((weights @ value).transpose(1, 2).reshape(2, 5, 32))
+    expected = attended + layer.mlp(layer.norm2(attended))
+    for implementation in ("eager", "sdpa"):
+        config._attn_implementation = implementation
+        with torch.no_grad():
+            torch.testing.assert_close(layer(hidden), expected, atol=1e-5, rtol=1e-4)
 
 
 # -- mixed input ---------------------------------------------------------------------------------------------------
