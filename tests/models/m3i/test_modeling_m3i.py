@@ -1,6 +1,7 @@
-"""transformers' common testers (ModelTesterMixin, ConfigTester) on M3IModel and M3IForPreTraining (InternImage tiny
-backbone; the pre-training class with the category and image-text terms, whose inputs need no EMA teacher — the dense
-terms are covered in test_m3i.py). Harness: tests/hf_testers.py."""
+"""transformers' common testers (ModelTesterMixin, ConfigTester) on M3IModel and M3IForPreTraining, once per backbone:
+InternImage tiny (`tiny` preset) and MVP's ViT (`tiny-vit`). The pre-training class runs with the category and
+image-text terms, whose inputs need no EMA teacher — the dense terms are covered in test_m3i.py.
+Harness: tests/hf_testers.py."""
 
 from __future__ import annotations
 
@@ -21,21 +22,29 @@ expose_model_names_to_testers("m3i", model=M3IModel, pretraining=M3IForPreTraini
 
 
 class M3IModelTester:
-    def __init__(self, parent, batch_size=3):
+    """Tiny M3I around the backbone of `preset`; `hidden_size` / `num_hidden_layers` / `seq_length` describe the
+    backbone's hidden states (used by the generic hidden-states test of the ViT variant)."""
+
+    def __init__(self, parent, batch_size=3, preset="tiny"):
         self.parent = parent
         self.batch_size = batch_size
-        self.image_size = 64
+        self.preset = preset
+        config = self.get_config()
+        backbone = config.backbone_config
+        self.image_size = config.image_size
         self.num_channels = 3
-        self.num_labels = 5
+        self.num_labels = config.num_labels
         self.is_training = True
-        self.hidden_size = 32
-        self.num_hidden_layers = 1
-        self.num_attention_heads = 4
-        self.seq_length = 4
-        self.patch_size = 32
+        self.hidden_size = getattr(backbone, "hidden_size", 32)
+        self.num_hidden_layers = getattr(backbone, "num_hidden_layers", 1)
+        self.num_attention_heads = config.decoder_num_attention_heads
+        self.patch_size = config.feature_stride
+        # ViT hidden states keep the [CLS] token: (image_size / patch_size) ** 2 + 1 tokens
+        self.seq_length = (config.image_size // config.feature_stride) ** 2 + 1
+        self.text_hidden_size = config.text_hidden_size
 
     def get_config(self) -> M3IConfig:
-        return M3IConfig.from_preset("tiny", intra_view_loss_weight=0.0, inter_view_loss_weight=0.0)
+        return M3IConfig.from_preset(self.preset, intra_view_loss_weight=0.0, inter_view_loss_weight=0.0)
 
     def prepare_config_and_inputs_for_common(self):
         pixel_values = floats_tensor([self.batch_size, self.num_channels, self.image_size, self.image_size])
@@ -47,7 +56,7 @@ class M3IModelTester:
         generator = torch.Generator().manual_seed(5)
         return {
             "labels": torch.arange(batch_size) % self.num_labels,
-            "text_features": torch.randn(batch_size, 32, generator=generator),
+            "text_features": torch.randn(batch_size, self.text_hidden_size, generator=generator),
         }
 
 
@@ -83,3 +92,26 @@ class M3IModelTest(VisionModelTestOverrides, ModelTesterMixin, unittest.TestCase
                 with torch.no_grad():
                     outputs = model(**inputs)
                 self.assertEqual([tuple(h.shape) for h in outputs.hidden_states], expected)
+
+
+class M3IViTModelTest(VisionModelTestOverrides, ModelTesterMixin, unittest.TestCase):
+    """The same testers with MVP's ViT as the backbone; its hidden states are the ViT's token sequences (embeddings +
+    one per layer, [CLS] included), checked by the generic hidden-states test."""
+
+    all_model_classes = (M3IModel, M3IForPreTraining)
+    has_attentions = False
+    test_resize_embeddings = False
+
+    def setUp(self):
+        self.model_tester = M3IModelTester(self, preset="tiny-vit")
+        self.config_tester = ConfigTester(self, config_class=M3IConfig, has_text_modality=False)
+
+    def test_backbone_is_the_vit(self):
+        config = self.model_tester.get_config()
+        self.assertEqual(config.backbone_config.model_type, "mvp_vision")
+        self.assertEqual(type(M3IModel(config).backbone).__name__, "MVPBackbone")
+
+    def test_config(self):
+        self.config_tester.create_and_test_config_to_json_string()
+        self.config_tester.create_and_test_config_to_json_file()
+        self.config_tester.create_and_test_config_from_and_save_pretrained()
