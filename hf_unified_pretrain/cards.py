@@ -38,7 +38,7 @@ from transformers import (
     PreTrainedModel,
 )
 
-from .models.registry import get_method
+from .models.registry import CardInfo, get_method
 
 TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "model_card.md"
 LOSS_CURVE_NAME = "loss_curve.png"
@@ -69,6 +69,14 @@ def _resolve_model(model_dir_or_model) -> tuple[PreTrainedConfig, Path | None, s
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{folder} is not a save_pretrained folder (no config.json).")
     return AutoConfig.from_pretrained(folder), folder, str(folder)
+
+
+def _training_wording(info: CardInfo, config: PreTrainedConfig) -> tuple[str, list[str], list[str]]:
+    """How the weights were trained: the summary phrase, the objective terms this config switches on (for methods
+    listing optional terms in `CardInfo.objective_terms`) and the supervision tags (the terms' when any is on)."""
+    terms = [(phrase, tag) for field, phrase, tag in info.objective_terms if getattr(config, field, 0) > 0]
+    tags = [*info.supervision, *(tag for _, tag in terms)]
+    return info.training, [phrase for phrase, _ in terms], list(dict.fromkeys(tags))
 
 
 def _encoder_parameter_count(config: PreTrainedConfig) -> int:
@@ -261,7 +269,12 @@ def render_model_card(
     checkpoint = model_id or default_reference
     teacher = teacher or getattr(config, "teacher_name_or_path", None)
     has_processor = folder is not None and (folder / "preprocessor_config.json").is_file()
-    saved_class = (config.architectures or [type(config).__name__.replace("Config", "Model")])[0]
+    if config.architectures:
+        saved_class = config.architectures[0]
+    elif isinstance(model_dir_or_model, PreTrainedModel):
+        saved_class = type(model_dir_or_model).__name__
+    else:
+        saved_class = type(config).__name__.replace("Config", "Model")
     available = [
         cls.__name__
         for auto_class in (AutoModel, AutoModelForPreTraining, AutoBackbone, AutoModelForImageClassification)
@@ -270,7 +283,8 @@ def render_model_card(
     rows, eval_results = _result_rows(results)
     head_snippet = _head_snippet(checkpoint, config, head_out_indices)
 
-    tags = ["vision", "self-supervised", method, *info.tags, "hf-unified-pretrain", "image-feature-extraction"]
+    training, terms, supervision = _training_wording(info, config)
+    tags = ["vision", *supervision, method, *info.tags, "hf-unified-pretrain", "image-feature-extraction"]
     if head_snippet:
         tags.append("backbone")
     card_data = ModelCardData(
@@ -284,17 +298,32 @@ def render_model_card(
         eval_results=eval_results or None,
     )
     height, width = _image_size(config)
+    classifies = saved_class.endswith("ForImageClassification")
+    if _registered_class(AutoModelForImageClassification, config) is not None:
+        fine_tuning = "image classification (`AutoModelForImageClassification` adds a fresh head)" + (
+            ", and detection / segmentation through the backbone (below)." if head_snippet else "."
+        )
+    else:
+        fine_tuning = (
+            "this model type registers no classification head; fine-tune its backbone with the backbone's own classes."
+        )
     intended_uses = [
         "Image feature extraction: `AutoModel` returns the encoder's token features (`last_hidden_state`).",
-        "Initialisation for fine-tuning: image classification (`AutoModelForImageClassification` adds a fresh head)"
-        + (", and detection / segmentation through the backbone (below)." if head_snippet else "."),
+        "Initialisation for fine-tuning: " + fine_tuning,
     ]
+    if classifies:
+        intended_uses.insert(
+            0,
+            f"Image classification over the labels it was trained on (`{saved_class}`, classes in `config.id2label`).",
+        )
     if saved_class.endswith("ForPreTraining"):
         intended_uses.append(
             f"Continuing `{info.name}` pre-training: `AutoModelForPreTraining` restores the pre-training heads."
         )
     limitations = [
-        "A pre-trained representation, not a classifier: fine-tune or probe it on labelled data before use.",
+        "Its classes are those of its training labels: for other label sets or tasks, fine-tune it."
+        if classifies
+        else "A pre-trained representation, not a classifier: fine-tune or probe it on labelled data before use.",
         f"Inputs are expected at {height}x{width} pixels, normalised as the saved image processor does.",
     ]
     if teacher:
@@ -312,8 +341,8 @@ def render_model_card(
         template_path=str(template),
         title=f"{info.name} {size}" + (f" ({checkpoint})" if model_id else ""),
         summary=(
-            f"A {size} {info.name} model pre-trained with self-supervision, packaged as a transformers model by "
-            "`hf_unified_pretrain`."
+            f"A {size} {info.name} model {training}, packaged as a transformers model by `hf_unified_pretrain`."
+            + (f" Objective terms of this checkpoint: {'; '.join(terms)}." if terms else "")
         ),
         method_description=info.description,
         paper_title=info.paper_title,

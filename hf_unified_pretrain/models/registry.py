@@ -38,6 +38,12 @@ class CardInfo:
     citation: str
     tags: tuple[str, ...] = ()
     license: str = "apache-2.0"
+    # How the weights were trained, as the card's summary says it ("A base iTPN model <training>, packaged ...") and
+    # as Hub tags; `objective_terms` = (config loss-weight field, what the term learns from, supervision tag) for
+    # methods whose terms are optional: the card then lists the terms switched on in the checkpoint's config.
+    training: str = "pre-trained with self-supervision"
+    supervision: tuple[str, ...] = ("self-supervised",)
+    objective_terms: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -256,6 +262,26 @@ M3I_CARD = CardInfo(
         "}"
     ),
     tags=("mutual-information", "multi-modal", "masked-image-modeling"),
+    training="pre-trained with M3I's multi-input, multi-target objective",
+    supervision=("multi-target",),
+    objective_terms=(
+        (
+            "intra_view_loss_weight",
+            "the same view's dense features from an EMA teacher (self-supervised)",
+            "self-supervised",
+        ),
+        (
+            "inter_view_loss_weight",
+            "the other view's dense features from an EMA teacher (self-supervised)",
+            "self-supervised",
+        ),
+        ("classification_loss_weight", "category labels (supervised)", "supervised"),
+        (
+            "image_text_loss_weight",
+            "paired captions through a frozen text encoder (weakly supervised)",
+            "weakly-supervised",
+        ),
+    ),
 )
 
 AMDIM_CARD = CardInfo(
@@ -332,6 +358,11 @@ INTERNIMAGE_CARD = CardInfo(
     ),
     tags=("deformable-convolution", "dcnv3", "convolutional-backbone", "image-classification"),
     license="mit",
+    training=(
+        "trained with supervised image classification on ImageNet (the largest sizes fine-tuned after a large-scale "
+        "pre-training stage)"
+    ),
+    supervision=("supervised",),
 )
 
 
