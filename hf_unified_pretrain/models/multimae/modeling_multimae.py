@@ -29,6 +29,7 @@ mean-pooled linear classifier, the ConvNeXt segmentation adapter, and a backbone
 DPT (see `MultiMAEBackbone`).
 """
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -199,6 +200,16 @@ def _attend(module: nn.Module, query, key, value, config: MultiMAEConfig, dropou
     return output.reshape(*output.shape[:2], -1).contiguous(), weights
 
 
+class MultiMAEFusedLinear(nn.Linear):
+    """A Linear holding `num_parts` projections side by side (q, k, v), initialised as separate xavier-uniform
+    linears like the original (the init is keyed on this class: modules without parameters of their own, such as
+    the attention blocks, are never visited by transformers' weight initialisation)."""
+
+    def __init__(self, in_features: int, out_features: int, num_parts: int, bias: bool = True) -> None:
+        super().__init__(in_features, out_features * num_parts, bias=bias)
+        self.num_parts = num_parts
+
+
 class MultiMAESelfAttention(nn.Module):
     """Multi-head self-attention with one fused qkv projection (the original's layout)."""
 
@@ -209,7 +220,7 @@ class MultiMAESelfAttention(nn.Module):
         self.head_dim = dim // num_heads
         self.scaling = self.head_dim**-0.5
         self.is_causal = False
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.qkv = MultiMAEFusedLinear(dim, dim, 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, hidden_states: torch.Tensor, **kwargs: Unpack[TransformersKwargs]):
@@ -236,7 +247,7 @@ class MultiMAECrossAttention(nn.Module):
         self.scaling = self.head_dim**-0.5
         self.is_causal = False
         self.q = nn.Linear(dim, dim, bias=True)
-        self.kv = nn.Linear(dim, dim * 2, bias=True)
+        self.kv = MultiMAEFusedLinear(dim, dim, 2, bias=True)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -471,6 +482,16 @@ class MultiMAEConvNeXtHead(nn.Module):
         return F.interpolate(logits, size=image_size, mode=self.interpolate_mode)
 
 
+def _torch_default_conv_init(conv: nn.Conv2d) -> None:
+    """PyTorch's own Conv2d init (kaiming-uniform with a = sqrt(5), bias uniform in +-1/sqrt(fan_in)), through
+    transformers' init functions so that loaded weights are left alone."""
+    init.kaiming_uniform_(conv.weight, a=math.sqrt(5))
+    if conv.bias is not None:
+        fan_in = conv.weight[0].numel()
+        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        init.uniform_(conv.bias, -bound, bound)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # Pre-trained model base
 # ------------------------------------------------------------------------------------------------------------------
@@ -492,32 +513,34 @@ class MultiMAEPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """The original's initialisation: xavier-uniform linears (q, k, v parts of fused projections separately),
-        patch convolutions as linears, truncated-normal learned tokens, fixed sin-cos position tables."""
+        """The initialisation the original's models end up with, parameter by parameter.
+
+        The original builds every model (pre-training and fine-tuning) through `MultiMAE.__init__`, which first lets
+        each adapter initialise itself and then re-initialises every Linear and LayerNorm of the whole model,
+        adapters and heads included: so the truncated-normal (and `init_scale`) init written in its output adapters
+        never survives, and every linear is xavier-uniform with zero bias (q, k, v parts of fused projections
+        separately, `MultiMAEFusedLinear`). Patch projections are xavier-uniform as linears with PyTorch's default bias; the other
+        convolutions (the ConvNeXt segmentation head) keep PyTorch's default init. Learned tokens, task and class
+        embeddings are truncated normal, mask tokens zero, position tables fixed sin-cos.
+        """
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
-            init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.Conv2d):
-            bound = (6.0 / (module.weight.shape[0] + module.weight[0].numel())) ** 0.5
+            fan_out, fan_in = module.weight.shape
+            bound = (6.0 / (fan_out // getattr(module, "num_parts", 1) + fan_in)) ** 0.5
             init.uniform_(module.weight, -bound, bound)
             if module.bias is not None:
                 init.zeros_(module.bias)
+        elif isinstance(module, nn.Conv2d):
+            _torch_default_conv_init(module)
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             init.trunc_normal_(module.weight, std=std)
-        if isinstance(module, MultiMAESelfAttention):
-            fan_out, fan_in = module.qkv.weight.shape
-            bound = (6.0 / (fan_out // 3 + fan_in)) ** 0.5
-            init.uniform_(module.qkv.weight, -bound, bound)
-        elif isinstance(module, MultiMAECrossAttention):
-            fan_out, fan_in = module.kv.weight.shape
-            bound = (6.0 / (fan_out // 2 + fan_in)) ** 0.5
-            init.uniform_(module.kv.weight, -bound, bound)
-        elif isinstance(module, (MultiMAEPatchEmbeddings, MultiMAESegmentationEmbeddings)):
+        if isinstance(module, (MultiMAEPatchEmbeddings, MultiMAESegmentationEmbeddings)):
+            weight = module.projection.weight
+            bound = (6.0 / (weight.shape[0] + weight[0].numel())) ** 0.5
+            init.uniform_(weight, -bound, bound)
             init.copy_(
                 module.position_embeddings, _sincos_table(module.position_embeddings.shape[1], self.config.grid_size)
             )
