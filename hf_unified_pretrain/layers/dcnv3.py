@@ -21,6 +21,9 @@ unpadded pixel coordinates with pixel centres at integers (`align_corners=False`
 
 from __future__ import annotations
 
+import warnings
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
@@ -106,6 +109,7 @@ def _padded_table(value: torch.Tensor, group: int) -> torch.Tensor:
 def _kernel_grid(
     height_out: int,
     width_out: int,
+    group: int,
     kernel_size: tuple[int, int],
     stride: int | tuple[int, int],
     padding: int | tuple[int, int],
@@ -114,13 +118,30 @@ def _kernel_grid(
     remove_center: bool,
     device: torch.device,
 ) -> torch.Tensor:
-    """(1, H_out, W_out, 1, P, 2) sampling positions (x, y) for zero offsets: what `dcnv3_sampling_locations` adds
-    the scaled offsets to."""
-    zeros = torch.zeros(1, height_out, width_out, 2 * (kernel_size[0] * kernel_size[1] - int(remove_center)))
-    x, y = dcnv3_sampling_locations(
-        zeros.to(device), 1, kernel_size, stride, padding, dilation, offset_scale, remove_center
-    )
-    return torch.stack((x, y), dim=-1)
+    """(1, H_out, W_out, G, P, 2) sampling positions (x, y) for zero offsets, what the scaled offsets are added to;
+    materialised over the groups so that addition is one contiguous pass."""
+    points = kernel_size[0] * kernel_size[1] - int(remove_center)
+    zeros = torch.zeros(1, height_out, width_out, 2 * points, device=device)
+    x, y = dcnv3_sampling_locations(zeros, 1, kernel_size, stride, padding, dilation, offset_scale, remove_center)
+    grid = torch.stack((x, y), dim=-1)
+    return grid.expand(1, height_out, width_out, group, points, 2).contiguous()
+
+
+class _SamplingPlan(NamedTuple):
+    """Where and how much every (position, group, point) sample reads, shared by forward and backward.
+
+    `top_left` (N*H_out*W_out*G, P) rows of the sample's top-left corner in the padded table (int32, or int64 for
+    tables of 2**31 rows and more); the other three corners are the rows `corner_steps` further. `weights` holds the
+    four corners' bilinear weights times the mask, (4, N*H_out*W_out*G, P) float32, corners ordered (y, x) =
+    (0, 0), (0, 1), (1, 0), (1, 1). `fraction` (..., P, 2) and `mask` (..., P) are kept for the offset and mask
+    gradients."""
+
+    top_left: torch.Tensor
+    weights: torch.Tensor
+    fraction: torch.Tensor
+    mask: torch.Tensor
+    corner_steps: tuple[int, int, int, int]
+    table_rows: int
 
 
 def _sampling_plan(
@@ -134,123 +155,189 @@ def _sampling_plan(
     dilation: int | tuple[int, int],
     offset_scale: float,
     remove_center: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Everything the gather needs, in few passes over the (N, H_out, W_out, G, P) samples.
+) -> _SamplingPlan:
+    """Corner rows and bilinear weights of every sample, in about a dozen passes over (N, H_out, W_out, G, P).
 
-    Returns:
-        locations: (N, H_out, W_out, G, P, 2) float32 pixel coordinates (x, y);
-        mask: (N, H_out, W_out, G, P) float32;
-        indices: (N*H_out*W_out*G, P*4) rows of the four corners (00, 01, 10, 11) in the padded table;
-        weights: (N*H_out*W_out*G, P*4) float32 bilinear weights times the mask.
-    """
+    Every elementwise op here runs over long contiguous (or stride-2) runs: ops whose innermost dimension is a kernel
+    point or an (x, y) pair broadcast against another shape fall off PyTorch's vectorised loops and were what made the
+    previous plan cost ~10x the gather itself."""
     batch, height, width, _ = value_shape
     _, height_out, width_out, _ = offset.shape
     points = kernel_size[0] * kernel_size[1] - int(remove_center)
+    rows, cols = height + 2 * _BORDER, width + 2 * _BORDER
+    table_rows = batch * rows * cols * group
+    device = offset.device
     grid = _kernel_grid(
-        height_out, width_out, kernel_size, stride, padding, dilation, offset_scale, remove_center, offset.device
+        height_out, width_out, group, kernel_size, stride, padding, dilation, offset_scale, remove_center, device
     )
     offset = offset.view(batch, height_out, width_out, group, points, 2)
-    locations = torch.add(grid, offset.float(), alpha=offset_scale)
-    corner = torch.floor(locations)
-    fraction = locations - corner
-    rows, cols = height + 2 * _BORDER, width + 2 * _BORDER
+    fraction = torch.add(grid, offset.float(), alpha=offset_scale)
+    corner = torch.floor(fraction)
+    fraction.sub_(corner)
     # A corner clamped to [-2, size] and its +1 neighbour both land in the zero border: out-of-map samples read zeros
     # with their exact bilinear weights, which is grid_sample's padding_mode="zeros".
-    low = torch.tensor([-_BORDER, -_BORDER], dtype=torch.float32, device=offset.device)
-    high = torch.tensor([width, height], dtype=torch.float32, device=offset.device)
-    corner = torch.clamp_(corner, low, high)
-    # Row of the top-left corner: ((n * rows + y + B) * cols + x + B) * G + g. Exact in float32 below 2**24 rows.
-    exact_in_float = batch * rows * cols * group < 2**24
-    index_dtype = torch.float32 if exact_in_float else torch.float64
-    strides = torch.tensor([group, cols * group], dtype=index_dtype, device=offset.device)
-    image = torch.arange(batch, dtype=index_dtype, device=offset.device).view(batch, 1, 1, 1, 1) * (
-        rows * cols * group
-    )
-    base = image + torch.arange(group, dtype=index_dtype, device=offset.device).view(1, 1, 1, group, 1)
-    base = base + (_BORDER * cols + _BORDER) * group
-    top_left = torch.matmul(corner.to(index_dtype), strides).add_(base)
-    top_left = top_left.to(torch.int32 if exact_in_float else torch.int64)
-    steps = torch.tensor([0, group, cols * group, (cols + 1) * group], dtype=top_left.dtype, device=offset.device)
-    indices = (top_left.unsqueeze(-1) + steps).view(-1, points * 4)
-    mask = mask.float().view(batch, height_out, width_out, group, points)
-    # (1 - f, f) per axis; corner (cy, cx) weight = wy[cy] * wx[cx] * mask
-    pair = torch.stack((1.0 - fraction, fraction), dim=-2)  # (..., P, 2: low/high, 2: x/y)
-    weight_y = pair[..., 1] * mask.unsqueeze(-1)
-    weights = (weight_y.unsqueeze(-1) * pair[..., 0].unsqueeze(-2)).view(-1, points * 4)
-    return locations, mask, indices, weights
+    corner_x, corner_y = corner[..., 0], corner[..., 1]
+    corner_x.clamp_(-_BORDER, width)
+    corner_y.clamp_(-_BORDER, height)
+    # Row of the top-left corner: ((n * rows + y + 2) * cols + x + 2) * G + g, exact in float32 below 2**24 rows.
+    index_dtype = torch.float32 if table_rows < 2**24 else torch.float64
+    top_left = torch.mul(corner_y, cols * group, out=torch.empty(corner_y.shape, dtype=index_dtype, device=device))
+    top_left.add_(corner_x, alpha=group)
+    image_base = torch.arange(batch, dtype=index_dtype, device=device) * (rows * cols * group)
+    group_base = torch.arange(group, dtype=index_dtype, device=device) + (_BORDER * cols + _BORDER) * group
+    base = (image_base.view(batch, 1, 1) + group_base.view(1, group, 1)).expand(batch, group, points)
+    top_left.view(batch, height_out * width_out, group * points).add_(base.reshape(batch, 1, group * points))
+    top_left = top_left.to(torch.int32 if table_rows < 2**31 else torch.int64).view(-1, points)
+    mask = mask.float().view(-1, points)
+    fraction_x, fraction_y = fraction[..., 0].reshape(-1, points), fraction[..., 1].reshape(-1, points)
+    weights = torch.empty(4, *top_left.shape, device=device)
+    low_y = torch.rsub(fraction_y, 1.0).mul_(mask)  # (1 - fy) * mask
+    high_y = fraction_y * mask
+    torch.mul(low_y, fraction_x, out=weights[1])
+    torch.sub(low_y, weights[1], out=weights[0])  # (1 - fy) m (1 - fx)
+    torch.mul(high_y, fraction_x, out=weights[3])
+    torch.sub(high_y, weights[3], out=weights[2])
+    steps = (0, group, cols * group, (cols + 1) * group)
+    return _SamplingPlan(top_left, weights, fraction, mask, steps, table_rows)
+
+
+def _gather(table: torch.Tensor, plan: _SamplingPlan) -> torch.Tensor:
+    """Σ over corners and points of weight x table row: four `embedding_bag` calls (gather and weighted sum in one
+    kernel, one bag of P rows per (position, group)), one per corner, each on the table shifted by its corner's row
+    step so all four share the top-left indices. (N*H_out*W_out*G, C/G) in the table's dtype."""
+    top_left = plan.top_left
+    bag_starts = torch.arange(0, top_left.numel(), top_left.shape[1], dtype=top_left.dtype, device=top_left.device)
+    indices = top_left.view(-1)
+    output = None
+    for step, weights in zip(plan.corner_steps, plan.weights):
+        part = F.embedding_bag(
+            indices, table[step:], bag_starts, per_sample_weights=weights.view(-1).to(table.dtype), mode="sum"
+        )
+        output = part if output is None else output.add_(part)
+    return output
+
+
+def _sparse_backward_supported(device: torch.device) -> bool:
+    return device.type in ("cpu", "cuda")
+
+
+def _csr(row_starts: torch.Tensor, columns: torch.Tensor, values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A CSR matrix over existing index tensors (built here, valid by construction: the checks would cost a pass)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+        return torch.sparse_csr_tensor(row_starts, columns, values, size=size, check_invariants=False)
+
+
+def _corner_dots(table: torch.Tensor, grad: torch.Tensor, plan: _SamplingPlan) -> torch.Tensor:
+    """<grad of the sample's bag, table row> for every sample and corner: (4, N*H_out*W_out*G, P) float32.
+
+    A sampled dense-dense product (`sampled_addmm` on the sparsity pattern of the top-left rows, the table shifted per
+    corner), so no (samples, C/G) tensor is materialised."""
+    top_left = plan.top_left
+    bags, points = top_left.shape
+    dots = torch.empty(4, bags, points, device=grad.device)
+    if _sparse_backward_supported(grad.device):
+        bag_starts = torch.arange(0, top_left.numel() + 1, points, dtype=top_left.dtype, device=top_left.device)
+        for corner, step in enumerate(plan.corner_steps):
+            shifted = table[step:]
+            pattern = _csr(bag_starts, top_left.view(-1), dots[corner].view(-1), (bags, shifted.shape[0]))
+            dots[corner].view(-1).copy_(torch.sparse.sampled_addmm(pattern, grad, shifted.t(), beta=0.0).values())
+        return dots
+    for corner, step in enumerate(plan.corner_steps):
+        torch.sum(table[top_left + step] * grad.unsqueeze(1), dim=-1, out=dots[corner])
+    return dots
+
+
+def _scatter_to_table(grad: torch.Tensor, plan: _SamplingPlan) -> torch.Tensor:
+    """Transpose of `_gather`: every bag's gradient times each sample's corner weight, summed into the table rows it
+    read. (table_rows, C/G) float32.
+
+    The top-left rows are sorted once to build the transposed sampling matrix (table rows x bags) in CSR form; one
+    sparse x dense product per corner then does the scatter with the same pattern (the other corners are the same
+    rows shifted)."""
+    top_left = plan.top_left
+    bags, points = top_left.shape
+    table_rows = plan.table_rows
+    channels = grad.shape[1]
+    grad_table = torch.zeros(table_rows, channels, device=grad.device)
+    if not _sparse_backward_supported(grad.device):
+        sources = top_left.view(-1).long()
+        for step, weights in zip(plan.corner_steps, plan.weights):
+            contribution = (weights.unsqueeze(-1) * grad.unsqueeze(1)).view(-1, channels)
+            grad_table.index_add_(0, sources + step, contribution)
+        return grad_table
+    sorted_rows, order = torch.sort(top_left.view(-1), stable=True)
+    counts = torch.bincount(sorted_rows, minlength=table_rows)
+    row_starts = torch.zeros(table_rows + 1, dtype=top_left.dtype, device=grad.device)
+    torch.cumsum(counts, 0, out=row_starts[1:])
+    bag_of_sample = torch.div(order, points, rounding_mode="floor").to(top_left.dtype)
+    for step, weights in zip(plan.corner_steps, plan.weights):
+        # The corner `step` rows below the top-left one: the same matrix with its rows moved down by `step`.
+        shifted_starts = row_starts if step == 0 else torch.cat((row_starts.new_zeros(step), row_starts[:-step]))
+        transposed = _csr(shifted_starts, bag_of_sample, weights.view(-1)[order], (table_rows, bags))
+        grad_table.addmm_(transposed, grad)
+    return grad_table
 
 
 class _DCNv3Function(torch.autograd.Function):
-    """Deformable sampling: fused gather forward, fused-kernel backward.
+    """Deformable sampling as a gather (forward) and its exact transpose (backward), both on one sampling plan.
 
-    Forward is one `embedding_bag` call (gather + weighted sum in one kernel, nothing materialised per sample) over the
-    zero-padded channels-last map: 4 corners x P points per (position, group), mask folded into the bilinear weights.
-    Backward uses grid_sample's fused backward kernel (one scatter per (image, group) plane, parallel over planes) for
-    the value and offset gradients, with the mask folded into its incoming gradient; the mask gradient is
-    <sample, grad>. Only the value, the sampling coordinates and the mask are kept for backward.
+    Forward: `embedding_bag` over the zero-padded channels-last map (see `_gather`), mask folded into the bilinear
+    weights. Backward reuses the forward's plan: the value gradient is the transposed gather (`_scatter_to_table`),
+    and the mask and offset gradients come from the four corner dot products <grad, corner row> per sample
+    (`_corner_dots`) through the bilinear formula, so no sample tensor of size (samples, C/G) is ever built. Saved for
+    backward: the padded table, the plan's indices, weights, fractions and mask.
     """
 
     @staticmethod
     def forward(ctx, value, offset, mask, group, kernel_size, stride, padding, dilation, offset_scale, remove_center):
         batch, height_out, width_out, _ = offset.shape
-        locations, mask32, indices, weights = _sampling_plan(
+        plan = _sampling_plan(
             value.shape, offset, mask, group, kernel_size, stride, padding, dilation, offset_scale, remove_center
         )
         table = _padded_table(value, group)
-        offsets = torch.arange(0, indices.numel(), indices.shape[1], dtype=indices.dtype, device=indices.device)
-        output = F.embedding_bag(
-            indices.view(-1), table, offsets, per_sample_weights=weights.view(-1).to(table.dtype), mode="sum"
-        )
-        ctx.save_for_backward(value, locations, mask32)
-        ctx.config = (group, offset_scale, offset.dtype, mask.dtype)
+        output = _gather(table, plan)
+        ctx.save_for_backward(table, plan.top_left, plan.weights, plan.fraction, plan.mask)
+        ctx.config = (group, offset_scale, value.shape, offset.dtype, mask.dtype, plan.corner_steps, plan.table_rows)
         return output.view(batch, height_out, width_out, value.shape[-1])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
-        value, locations, mask = ctx.saved_tensors
-        group, offset_scale, offset_dtype, mask_dtype = ctx.config
-        batch, height, width, channels = value.shape
-        _, height_out, width_out, _, points, _ = locations.shape
-        group_channels = channels // group
-        positions = height_out * width_out
-        planes = value.view(batch, height * width, group, group_channels).permute(0, 2, 3, 1)
-        planes = planes.reshape(batch * group, group_channels, height, width)
-        # grid_sample's normalised coordinates (align_corners=False): pixel x ↔ (2x + 1) / W - 1.
-        size = torch.tensor([width, height], dtype=torch.float32, device=value.device)
-        grid = (2.0 * locations + 1.0) / size - 1.0
-        grid = (
-            grid.view(batch, positions, group, points, 2).transpose(1, 2).reshape(batch * group, positions, points, 2)
-        )
-        grad = grad_output.reshape(batch, positions, group, group_channels).permute(0, 2, 3, 1).to(planes.dtype)
-        grad = grad.reshape(batch * group, group_channels, positions)
-        mask_planes = (
-            mask.view(batch, positions, group, points).transpose(1, 2).reshape(batch * group, 1, positions, points)
-        )
-        grad_value = grad_offset = grad_mask = None
+        table, top_left, weights, fraction, mask = ctx.saved_tensors
+        group, offset_scale, value_shape, offset_dtype, mask_dtype, steps, table_rows = ctx.config
+        plan = _SamplingPlan(top_left, weights, fraction, mask, steps, table_rows)
+        batch, height, width, channels = value_shape
+        grad = grad_output.reshape(-1, channels // group).float()
         needs_value, needs_offset, needs_mask = ctx.needs_input_grad[:3]
-        if needs_value or needs_offset:
-            point_grad = grad.unsqueeze(-1) * mask_planes.to(grad.dtype)
-            grad_planes, grad_grid = torch.ops.aten.grid_sampler_2d_backward(
-                point_grad, planes, grid.to(planes.dtype), 0, 0, False, [needs_value, needs_offset]
-            )
-            if needs_value:
-                grad_value = grad_planes.view(batch, group, group_channels, height * width).permute(0, 3, 1, 2)
-                grad_value = grad_value.reshape(value.shape)
+        grad_value = grad_offset = grad_mask = None
+        if needs_value:
+            grad_table = _scatter_to_table(grad, plan)
+            rows, cols = height + 2 * _BORDER, width + 2 * _BORDER
+            grad_value = grad_table.view(batch, rows, cols, channels)[:, _BORDER:-_BORDER, _BORDER:-_BORDER]
+            grad_value = grad_value.to(table.dtype, memory_format=torch.contiguous_format)
+        if needs_offset or needs_mask:
+            dots = _corner_dots(table.float(), grad, plan)
+            points = top_left.shape[1]
+            fraction_x = fraction[..., 0].reshape(-1, points)
+            fraction_y = fraction[..., 1].reshape(-1, points)
+            # d/dfx of the bilinear sum: (1 - fy) (d01 - d00) + fy (d11 - d10); the y rows likewise.
+            along_x_low = dots[1] - dots[0]
+            along_x_high = dots[3] - dots[2]
+            low = torch.addcmul(dots[0], fraction_x, along_x_low)
+            high = torch.addcmul(dots[2], fraction_x, along_x_high)
+            along_y = high - low
+            if needs_mask:
+                grad_mask = torch.addcmul(low, fraction_y, along_y)
+                grad_mask = grad_mask.view(*fraction.shape[:3], -1).to(mask_dtype)
             if needs_offset:
-                # d grid / d pixel = 2 / size, d pixel / d offset = offset_scale.
-                scale = torch.tensor([2.0 * offset_scale / width, 2.0 * offset_scale / height], device=value.device)
-                grad_offset = grad_grid.float().view(batch, group, height_out, width_out, points, 2) * scale
-                grad_offset = grad_offset.permute(0, 2, 3, 1, 4, 5).reshape(batch, height_out, width_out, -1)
-                grad_offset = grad_offset.to(offset_dtype)
-        if needs_mask:
-            samples = F.grid_sample(
-                planes, grid.to(planes.dtype), mode="bilinear", padding_mode="zeros", align_corners=False
-            )
-            # (planes, C/g, Q, P) x (planes, C/g, Q) → (planes, Q, P)
-            grad_mask = torch.einsum("bcqp,bcq->bqp", samples.float(), grad.float())
-            grad_mask = grad_mask.view(batch, group, height_out, width_out, points).permute(0, 2, 3, 1, 4)
-            grad_mask = grad_mask.reshape(batch, height_out, width_out, -1).to(mask_dtype)
+                grad_offset = torch.empty(fraction.shape, device=grad.device)
+                along_x = torch.addcmul(along_x_low, fraction_y, along_x_high - along_x_low)
+                torch.mul(along_x.view(fraction.shape[:-1]), mask.view(fraction.shape[:-1]), out=grad_offset[..., 0])
+                torch.mul(along_y.view(fraction.shape[:-1]), mask.view(fraction.shape[:-1]), out=grad_offset[..., 1])
+                if offset_scale != 1.0:
+                    grad_offset.mul_(offset_scale)
+                grad_offset = grad_offset.view(*fraction.shape[:3], -1).to(offset_dtype)
         return grad_value, grad_offset, grad_mask, None, None, None, None, None, None, None
 
 
