@@ -14,8 +14,9 @@ set, for
 Checkpoints saved during pre-training give the learning curves (kNN top-1 against steps).
 
 Feature-target methods need a frozen teacher. No CLIP weights exist offline, so a row may name an earlier row as its
-teacher: that method's pre-trained folder (same seed) is loaded through `FrozenTeacher` like any HF vision model
-(`AutoModel`, its last-layer patch tokens).
+teacher: that method's pre-trained folder (same seed, or the row's fixed `teacher_seed`) is loaded through
+`FrozenTeacher` like any HF vision model (`AutoModel`: a ViT's last-layer patch tokens, or a CNN's feature map pooled
+onto the student's patch grid). MVP's teacher is the AMDIM row (seed 0).
 
     python benchmarks/learning.py                          # every row, seeds 0 and 1, prints the markdown table
     python benchmarks/learning.py --methods itpn --seeds 0 --set itpn.max_steps=300
@@ -65,10 +66,12 @@ class MethodSpec:
         name: Row name (and run-folder prefix).
         script: Run script under `training_scripts/`.
         recipe: JSON recipe under `training_scripts/configs/` (the benchmark adds data paths, output folder, seed).
-        teacher: Name of an earlier row whose pre-trained folder (same seed) is this row's frozen teacher.
+        teacher: Name of an earlier row whose pre-trained folder is this row's frozen teacher.
         teacher_recipe: Recipe keys added when a teacher is used (how the run script loads it).
-        teacher_width_field: Config field set to the teacher's `hidden_size` (the width of its target features).
+        teacher_width_field: Config field set to the width of the teacher's target features.
         teacher_step: Teach with this saved checkpoint of the teacher's run instead of its final model.
+        teacher_seed: Teach every seed with the teacher row's run of this seed (one fixed teacher, as MVP's one
+            CLIP); None: the teacher run of the same seed.
     """
 
     name: str
@@ -78,21 +81,25 @@ class MethodSpec:
     teacher_recipe: dict = field(default_factory=dict)
     teacher_width_field: str | None = None
     teacher_step: int | None = None
+    teacher_seed: int | None = None
 
 
 METHODS: dict[str, MethodSpec] = {
     "itpn": MethodSpec("itpn", "run_itpn.py", "itpn_learning.json"),
+    "amdim": MethodSpec("amdim", "run_amdim.py", "amdim_learning.json"),
+    # MVP's idea is a semantically strong frozen teacher (CLIP in the paper). Offline, the strongest model this
+    # benchmark trains is the contrastive AMDIM row: its global feature r1 (`last_hidden_state`, a 1x1 map at 32 px)
+    # is FrozenTeacher's target, pooled onto (i.e. repeated over) the student's patch grid. One fixed teacher (the
+    # AMDIM seed-0 run) for every MVP seed, as MVP's one CLIP: the seeds vary the student.
     "mvp": MethodSpec(
         "mvp",
         "run_mvp.py",
         "mvp_learning.json",
-        teacher="itpn",
+        teacher="amdim",
         teacher_recipe={"teacher_model_class": "AutoModel", "teacher_feature": "last_hidden_state"},
         teacher_width_field="teacher_dim",
-        # The iTPN's step-300 checkpoint: MVP can start while the teacher finishes (2 shared cores).
-        teacher_step=300,
+        teacher_seed=0,
     ),
-    "amdim": MethodSpec("amdim", "run_amdim.py", "amdim_learning.json"),
     "m3i": MethodSpec("m3i", "run_m3i.py", "m3i_learning.json"),
 }
 
@@ -134,6 +141,19 @@ def pretraining_folder(data_dir: Path, cifar_root: Path, images_per_class: int) 
     return folder / "train"
 
 
+def teacher_feature_width(teacher_dir: Path, recipe: dict) -> int:
+    """Width of the target features the run script's `FrozenTeacher` will give (ViT hidden size, CNN channels)."""
+    from hf_unified_pretrain.teachers import FrozenTeacher
+
+    teacher = FrozenTeacher.from_pretrained(
+        teacher_dir,
+        model_class=recipe.get("teacher_model_class", "AutoModel"),
+        feature=recipe.get("teacher_feature", "last_hidden_state"),
+        target_grid=1,  # any grid: only the width is read
+    )
+    return teacher.feature_dim
+
+
 def resolve_recipe(
     spec: MethodSpec, seed: int, run_dir: Path, train_dir: Path, overrides: dict, teacher_dir: Path | None
 ):
@@ -142,13 +162,14 @@ def resolve_recipe(
     if teacher_dir is not None:
         recipe.update(spec.teacher_recipe)
         recipe["teacher_name_or_path"] = str(teacher_dir)
-        if spec.teacher_width_field:
-            width = json.loads((teacher_dir / "config.json").read_text())["hidden_size"]
-            extra = f"{spec.teacher_width_field}={width}"
-            recipe["config_overrides"] = (
-                f"{recipe['config_overrides']},{extra}" if recipe.get("config_overrides") else extra
-            )
+    # --set overrides before the teacher width: a `config_overrides` override keeps the teacher's width field.
     recipe.update(overrides)
+    if teacher_dir is not None and spec.teacher_width_field:
+        width = teacher_feature_width(teacher_dir, recipe)
+        extra = f"{spec.teacher_width_field}={width}"
+        recipe["config_overrides"] = (
+            f"{recipe['config_overrides']},{extra}" if recipe.get("config_overrides") else extra
+        )
     return recipe
 
 
@@ -268,6 +289,15 @@ def learning_curve(run_dir: Path, data: ProbeData, transform, args, best_feature
     return points
 
 
+def online_knn_curve(run_dir: Path) -> list[dict]:
+    """`knn_top1` and the loss logged during pre-training (`--online_knn_steps`), from the run's trainer state."""
+    state_file = run_dir / "trainer_state.json"
+    if not state_file.is_file():
+        return []
+    history = json.loads(state_file.read_text())["log_history"]
+    return [{"step": e["step"], "knn_top1": e["knn_top1"], "loss": e.get("loss")} for e in history if "knn_top1" in e]
+
+
 def evaluate_run(run_dir: Path, seed: int, data: ProbeData, args) -> dict:
     """Pre-trained vs random init (+ the curve) of one run; cached in the run folder per evaluation setting."""
     from transformers import AutoModel
@@ -365,6 +395,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--curve_every", type=int, default=1, help="Curves: only checkpoints whose step is a multiple of this."
     )
+    parser.add_argument(
+        "--online_knn_steps",
+        type=int,
+        default=0,
+        help="Also log kNN top-1 during pre-training every N steps (the run script's --knn_eval_dir on CIFAR-10 "
+        "training images: 1000 bank, 500 queries; its CPU time counts in the run's budget). 0: off.",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("LEARNING_THREADS", "1")))
     transformers.logging.set_verbosity_error()  # loading a pre-training checkpoint into AutoModel drops its heads
@@ -392,7 +429,8 @@ def main(argv: list[str] | None = None) -> dict:
             run_dir = work_dir / "runs" / f"{name}-seed{seed}"
             teacher_dir = None
             if spec.teacher:
-                teacher_dir = work_dir / "runs" / f"{spec.teacher}-seed{seed}"
+                teacher_seed = seed if spec.teacher_seed is None else spec.teacher_seed
+                teacher_dir = work_dir / "runs" / f"{spec.teacher}-seed{teacher_seed}"
                 teacher_step = args.teacher_step if args.teacher_step is not None else spec.teacher_step
                 if teacher_step is not None:
                     teacher_dir = teacher_dir / f"checkpoint-{teacher_step}"
@@ -401,12 +439,19 @@ def main(argv: list[str] | None = None) -> dict:
                         f"{name} is taught by the {spec.teacher} row, but {teacher_dir} holds no pre-trained model: "
                         f"run --methods {spec.teacher} {name} (or pick a saved --teacher_step)."
                     )
+            if args.online_knn_steps > 0:  # training images only: the test images stay unseen until the end
+                online = {"knn_eval_dir": str(cifar_root / "train"), "knn_eval_steps": args.online_knn_steps}
+                overrides[name] = {**online, **overrides[name]}
             recipe = resolve_recipe(spec, seed, run_dir, train_dir, overrides[name], teacher_dir)
             print(f"[{name} seed {seed}] pre-training {recipe['max_steps']} steps ...", flush=True)
             info = pretrain(spec, recipe, run_dir, args.force)
             results[name][seed] = evaluate_run(run_dir, seed, data, args)
             pretrained, random, curve = (results[name][seed][key] for key in ("pretrained", "random", "curve"))
-            runs[name][seed] = {**info, "teacher": str(teacher_dir) if teacher_dir else None}
+            runs[name][seed] = {
+                **info,
+                "teacher": str(teacher_dir) if teacher_dir else None,
+                "online_knn": online_knn_curve(run_dir),
+            }
             print(f"[{name} seed {seed}] {json.dumps({k: v for k, v in pretrained.items() if k != 'validation_knn'})}")
             print(
                 f"[{name} seed {seed}] random: {json.dumps({k: v for k, v in random.items() if k != 'validation_knn'})}"
@@ -437,6 +482,15 @@ def main(argv: list[str] | None = None) -> dict:
             curve = results[name][seed]["curve"]
             points = ", ".join(f"{p['step']}: {100 * p[POOLED]:.1f}/{100 * list(p.values())[-1]:.1f}" for p in curve)
             print(f"- {name} seed {seed}: {points}")
+    if any(runs[name][seed]["online_knn"] for name in methods for seed in args.seeds):
+        print()
+        print("Online kNN top-1 (%) during pre-training (1000 training images as bank, 500 others as queries), loss:")
+        for name in methods:
+            for seed in args.seeds:
+                points = ", ".join(
+                    f"{p['step']}: {100 * p['knn_top1']:.1f} ({p['loss']})" for p in runs[name][seed]["online_knn"]
+                )
+                print(f"- {name} seed {seed}: {points}")
     output = work_dir / f"learning_results_{'-'.join(methods)}_seeds{'-'.join(map(str, args.seeds))}.json"
     output.write_text(json.dumps({"results": results, "runs": runs, "args": vars(args)}, indent=2, default=str))
     print(f"\nFull results: {output}")
