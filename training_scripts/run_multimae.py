@@ -40,6 +40,7 @@ from hf_unified_pretrain.data.multimodal import (
     attach_multimodal_transform,
     fields_from_config,
     load_multimodal_folder,
+    load_single_modality_folder,
 )
 from hf_unified_pretrain.models.multimae import (
     MULTIMAE_PRESETS,
@@ -75,13 +76,41 @@ class MultiMAEArguments:
     num_semseg_classes: int | None = field(
         default=None, metadata={"help": "Classes of the semantic maps (sets the semseg modality of a new model)."}
     )
+    modalities: str | None = field(
+        default=None,
+        metadata={
+            "help": "Comma-separated modalities a new model keeps, e.g. 'rgb' for RGB-only pre-training (default: "
+            "the config's modalities that the data holds)."
+        },
+    )
     model_card: bool = field(default=True, metadata={"help": "Write README.md (model card) into output_dir."})
 
 
-def _load_data(data_args: DataArguments, seed: int) -> DatasetDict:
+def _load_folder(folder: str, folder_names: set[str], image_modality: str | None, logger) -> Dataset:
+    """A folder with one sub-folder per modality, or else (no sub-folder is named after a modality) a plain image
+    folder such as CIFAR's class folders, read as the image modality alone."""
+    sub_folders = {path.name for path in Path(folder).iterdir() if path.is_dir()} if Path(folder).is_dir() else set()
+    if sub_folders & folder_names or image_modality is None:
+        return load_multimodal_folder(folder)
+    logger.info(
+        "%s has no sub-folder named after a modality (%s): reading it as a plain image folder (%r only).",
+        folder,
+        sorted(folder_names),
+        image_modality,
+    )
+    return load_single_modality_folder(folder, image_modality)
+
+
+def _load_data(
+    data_args: DataArguments, seed: int, folder_names: set[str], image_modality: str | None, logger
+) -> DatasetDict:
     if data_args.train_dir:
-        train = load_multimodal_folder(data_args.train_dir)
-        validation = load_multimodal_folder(data_args.validation_dir) if data_args.validation_dir else None
+        train = _load_folder(data_args.train_dir, folder_names, image_modality, logger)
+        validation = (
+            _load_folder(data_args.validation_dir, folder_names, image_modality, logger)
+            if data_args.validation_dir
+            else None
+        )
     elif data_args.dataset_name:
         path = Path(data_args.dataset_name)
         loaded = load_from_disk(str(path)) if path.is_dir() else load_dataset(data_args.dataset_name)
@@ -132,15 +161,26 @@ def setup(args: list[str] | None = None) -> SimpleNamespace:
         config = MultiMAEConfig.from_dict(config.to_dict())
         model = MultiMAEForPreTraining(config)
 
+    new_model = not model_args.model_name_or_path
+    if mm_args.modalities is not None and new_model:
+        config = config.select_modalities([name.strip() for name in mm_args.modalities.split(",") if name.strip()])
+        model = MultiMAEForPreTraining(config)
+
     columns = json.loads(mm_args.modality_columns) if mm_args.modality_columns else {}
-    fields = fields_from_config(config, columns)
+    folder_names = {spec["name"] for spec in config.modalities} | set(columns.values())
     with training_args.main_process_first(desc="loading the dataset"):
-        datasets = _load_data(data_args, training_args.seed)
+        datasets = _load_data(data_args, training_args.seed, folder_names, config.rgb_modality, logger)
     available = set(datasets["train"].column_names)
-    fields = [f for f in fields if (f.column or f.name) in available]
-    missing_inputs = [name for name in config.input_modalities if name not in {f.name for f in fields}]
-    if missing_inputs:
-        logger.warning("Modalities %s are not in the data; the model is trained without them.", missing_inputs)
+    present = [spec["name"] for spec in config.modalities if columns.get(spec["name"], spec["name"]) in available]
+    missing = [spec["name"] for spec in config.modalities if spec["name"] not in present]
+    if missing and present and new_model and any(name in config.input_modalities for name in present):
+        # No data, no training signal: a new model does not carry (and compute) adapters and decoders for them.
+        logger.warning("Modalities %s are not in the data; the new model is built without them.", missing)
+        config = config.select_modalities(present)
+        model = MultiMAEForPreTraining(config)
+    elif missing:
+        logger.warning("Modalities %s are not in the data; the model is trained without them.", missing)
+    fields = [f for f in fields_from_config(config, columns) if (f.column or f.name) in available]
     if not fields:
         raise ValueError(
             f"None of the modalities {[s['name'] for s in config.modalities]} is a column of the data "

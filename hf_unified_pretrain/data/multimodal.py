@@ -12,7 +12,8 @@ and resized:
   neighbours to 1/`stride_level` of the image (the original stores semseg at 1/4); labels outside [0, num_classes)
   other than the ignore index raise.
 
-Datasets: `load_multimodal_folder` (one sub-folder per modality, matching file stems), any `datasets` dataset with
+Datasets: `load_multimodal_folder` (one sub-folder per modality, matching file stems), `load_single_modality_folder`
+(a plain RGB image folder, class sub-folders allowed), any `datasets` dataset with
 one column per modality (`MultiModalTransform(columns=...)`), or RGB-only data plus pseudo labels
 (`hf_unified_pretrain.data.pseudo_labels.pseudo_label_dataset`). `MultiModalCollator` stacks samples and adds
 per-modality masks from a Dirichlet generator.
@@ -404,6 +405,37 @@ def load_multimodal_folder(root: str | os.PathLike, modalities: Sequence[str] | 
     return Dataset.from_dict({"stem": stems, **{name: [files[name][stem] for stem in stems] for name in names}})
 
 
+def load_single_modality_folder(root: str | os.PathLike, name: str = "rgb") -> Dataset:
+    """A one-modality dataset from a plain image folder (flat, or with one sub-folder per class as CIFAR/ImageNet).
+
+    For RGB-only pre-training (MultiMAE without depth or semantic maps): every image file below `root` (hidden
+    folders skipped) becomes a row; class sub-folders are not labels here, only places to look.
+
+    Args:
+        root: The image folder.
+        name: Modality (column) name of the images.
+
+    Returns:
+        `Dataset` with a `stem` column (path relative to `root`, without suffix) and a `name` column of file paths,
+        rows sorted by stem.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder of images.")
+    paths = sorted(
+        path
+        for path in root.rglob("*")
+        if path.is_file()
+        and path.suffix.lower() in _IMAGE_SUFFIXES
+        and path.suffix.lower() != ".npy"
+        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    )
+    if not paths:
+        raise ValueError(f"No image files under {root}.")
+    stems = [str(path.relative_to(root).with_suffix("")) for path in paths]
+    return Dataset.from_dict({"stem": stems, name: [str(path) for path in paths]})
+
+
 def attach_multimodal_transform(dataset: Dataset, transform: MultiModalTransform) -> Dataset:
     """Applies `transform` lazily (`set_transform`); use with `remove_unused_columns=False`."""
 
@@ -425,6 +457,7 @@ __all__ = [
     "attach_multimodal_transform",
     "fields_from_config",
     "load_multimodal_folder",
+    "load_single_modality_folder",
     "read_depth",
     "read_segmentation",
 ]

@@ -17,6 +17,7 @@ from hf_unified_pretrain.data.multimodal import (
     attach_multimodal_transform,
     fields_from_config,
     load_multimodal_folder,
+    load_single_modality_folder,
     read_depth,
 )
 from hf_unified_pretrain.masking import dirichlet_multimodal_mask
@@ -105,6 +106,24 @@ def test_folder_layout_and_datasets_columns(tmp_path):
     (tmp_path / "rgb" / "extra.png").write_bytes((tmp_path / "rgb" / "img0.png").read_bytes())
     with pytest.raises(ValueError, match="extra"):
         load_multimodal_folder(tmp_path)
+
+
+def test_plain_image_folder_with_class_sub_folders_is_one_modality(tmp_path):
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        for index in range(2):
+            _sample(index)["rgb"].save(tmp_path / name / f"{index}.png")
+    (tmp_path / ".cache").mkdir()
+    _sample()["rgb"].save(tmp_path / ".cache" / "hidden.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    dataset = load_single_modality_folder(tmp_path, "rgb")
+    assert dataset.column_names == ["stem", "rgb"]
+    assert dataset["stem"] == ["cat/0", "cat/1", "dog/0", "dog/1"]  # same file stems in two classes stay apart
+    item = attach_multimodal_transform(dataset, MultiModalTransform([FIELDS[0]], 32, seed=0))[3]
+    assert list(item["modalities"]) == ["rgb"] and item["modalities"]["rgb"].shape == (3, 32, 32)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="No image files"):
+        load_single_modality_folder(tmp_path / "empty", "rgb")
 
 
 def test_collator_adds_dirichlet_masks_per_modality_and_splits_targets():

@@ -4,9 +4,6 @@ depth from a tiny random DPT): outputs, Auto loading, the cross-modal picture, r
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,7 +12,7 @@ from transformers import AutoModelForPreTraining, DPTConfig, DPTForDepthEstimati
 import hf_unified_pretrain  # noqa: F401
 from hf_unified_pretrain.training import PretrainingTrainer
 from tests.conftest import shared_path
-from tests.scripts.conftest import SCRIPTS, assert_drawn_png, load_script
+from tests.scripts.conftest import assert_drawn_png, launch_two_processes, load_script
 
 
 @pytest.fixture(scope="module")
@@ -102,14 +99,10 @@ def test_run_multimae_resumes_after_interruption(tmp_path, coco_with_depth, monk
 
 
 def test_run_multimae_under_accelerate_launch_with_two_processes(tmp_path, coco_with_depth):
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(SCRIPTS / "run_multimae.py"),
-        *_args(tmp_path, coco_with_depth, "--max_steps", "2", "--use_cpu", "--per_device_train_batch_size", "2"),
-    ]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=900)
+    completed = launch_two_processes(
+        "run_multimae",
+        _args(tmp_path, coco_with_depth, "--max_steps", "2", "--use_cpu", "--per_device_train_batch_size", "2"),
+    )
     assert completed.returncode == 0, completed.stderr[-4000:]
     log = completed.stdout + completed.stderr
     assert "Process rank: 1" in log and "distributed training: True" in log
@@ -117,3 +110,54 @@ def test_run_multimae_under_accelerate_launch_with_two_processes(tmp_path, coco_
     reloaded = AutoModelForPreTraining.from_pretrained(tmp_path)
     assert all(torch.isfinite(p).all() for p in reloaded.parameters())
     assert_drawn_png(tmp_path / "cross_modal_predictions.png", min_size=(600, 300))
+
+
+@pytest.fixture(scope="module")
+def rgb_class_folder(tmp_path_factory):
+    """A CIFAR-like RGB folder: 2 class sub-folders of 4 random 32 px PNGs each (no modality sub-folders)."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("rgb_folder") / "train"
+    generator = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for index in range(4):
+            pixels = generator.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{name}_{index}.png")
+    return root
+
+
+def test_run_multimae_on_a_plain_rgb_image_folder(tmp_path, rgb_class_folder):
+    """Class sub-folders are not modalities: the folder is read as RGB only and a new model keeps RGB alone (no
+    depth/semseg adapters or decoders computed without data)."""
+    metrics = load_script("run_multimae")["main"](
+        [
+            "--preset", "tiny",
+            "--train_dir", str(rgb_class_folder),
+            "--output_dir", str(tmp_path),
+            "--do_train",
+            "--max_steps", "2",
+            "--per_device_train_batch_size", "4",
+            "--logging_steps", "1",
+            "--report_to", "none",
+            "--seed", "0",
+            "--model_card", "false",
+        ]
+    )  # fmt: skip
+    assert metrics["train_loss"] > 0
+    history = json.loads((tmp_path / "trainer_state.json").read_text())["log_history"]
+    assert [entry["loss_norm_rgb"] for entry in history if "loss_norm_rgb" in entry]
+    model = AutoModelForPreTraining.from_pretrained(tmp_path)
+    assert [spec["name"] for spec in model.config.modalities] == ["rgb"]
+    assert sorted(model.decoders) == ["norm_rgb", "rgb"] and list(model.multimae.input_adapters) == ["rgb"]
+
+
+def test_run_multimae_modalities_flag_restricts_a_new_model(tmp_path, coco_with_depth):
+    """--modalities rgb,semseg on data that also holds depth: the model has no depth adapter nor decoder."""
+    load_script("run_multimae")["main"](
+        _args(tmp_path, coco_with_depth, "--max_steps", "1", "--modalities", "rgb,semseg", "--model_card", "false")
+    )
+    model = AutoModelForPreTraining.from_pretrained(tmp_path)
+    assert model.config.input_modalities == ["rgb", "semseg"]
+    assert sorted(model.decoders) == ["norm_rgb", "rgb", "semseg"]

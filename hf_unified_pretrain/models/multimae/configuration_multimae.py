@@ -286,6 +286,35 @@ class MultiMAEConfig(BackboneConfigMixin, PreTrainedConfig):
         height, width = _pair(self.image_size)
         return height // self.patch_size, width // self.patch_size
 
+    def select_modalities(self, names: list[str]) -> MultiMAEConfig:
+        """A copy of this config restricted to the modalities `names` (e.g. ["rgb"] for RGB-only data).
+
+        Inputs, outputs, head modalities, per-modality Dirichlet concentrations and loss weights of the other
+        modalities are dropped; the extra norm_rgb decoder stays only while an image modality does.
+        """
+        known = [spec["name"] for spec in self.modalities]
+        unknown = [name for name in names if name not in known]
+        if unknown or not names:
+            raise ValueError(f"select_modalities needs a non-empty subset of {known}, got {list(names)}.")
+        kept = [name for name in known if name in names]
+        values = self.to_dict()
+        values["modalities"] = [spec for spec in self.modalities if spec["name"] in kept]
+        values["input_modalities"] = [name for name in self.input_modalities if name in kept]
+        values["output_modalities"] = [name for name in self.output_modalities if name in kept]
+        values["head_modalities"] = [name for name in self.head_modalities if name in values["input_modalities"]]
+        if not values["head_modalities"] and values["input_modalities"]:
+            values["head_modalities"] = values["input_modalities"][:1]
+        if isinstance(self.dirichlet_alpha, list):
+            by_name = dict(zip(self.input_modalities, self.dirichlet_alpha))
+            values["dirichlet_alpha"] = [by_name[name] for name in values["input_modalities"]]
+        values["extra_norm_rgb_output"] = self.extra_norm_rgb_output and any(
+            spec["kind"] == "image" for spec in values["modalities"]
+        )
+        tasks = set(values["output_modalities"]) | ({NORM_RGB} if values["extra_norm_rgb_output"] else set())
+        if self.loss_weights is not None:
+            values["loss_weights"] = {task: weight for task, weight in self.loss_weights.items() if task in tasks}
+        return type(self).from_dict(values)
+
     def modality_patch_size(self, name: str) -> int:
         """Patch side of a modality at its own resolution (16 for images, 4 for the 1/4-resolution semseg)."""
         return max(1, self.patch_size // self.modality(name).stride_level)
