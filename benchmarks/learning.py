@@ -101,6 +101,7 @@ METHODS: dict[str, MethodSpec] = {
         teacher_seed=0,
     ),
     "m3i": MethodSpec("m3i", "run_m3i.py", "m3i_learning.json"),
+    "multimae": MethodSpec("multimae", "run_multimae.py", "multimae_learning.json"),
 }
 
 GOAL_KNN, GOAL_LINEAR = 5.0, 10.0  # points above random init
