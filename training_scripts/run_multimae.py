@@ -4,7 +4,9 @@ r"""Pre-train MultiMAE: Dirichlet multi-modal masking over RGB, depth and semant
 Data: a dataset with one column per modality (`--dataset_name` = a `save_to_disk` folder or a `datasets` name,
 `--modality_columns '{"rgb": "image", "semseg": "semantic_map"}'` maps modality names to columns), or a folder with
 one sub-folder per modality and matching file stems (`--train_dir`). RGB-only data: add pseudo labels first with
-`hf-unified-pretrain pseudo-label` (any local depth and segmentation model).
+`hf-unified-pretrain pseudo-label` (any local depth and segmentation model), or pre-train on RGB alone: a
+`--train_dir` without modality sub-folders (e.g. CIFAR-10's class folders) is read as RGB, and a new model keeps only
+the modalities the data holds (or those of `--modalities`).
 
 Examples:
 
@@ -12,6 +14,12 @@ Examples:
     python training_scripts/run_multimae.py --preset tiny --dataset_name coco_with_depth \
         --modality_columns '{"rgb": "image", "semseg": "semantic_map"}' --num_semseg_classes 81 \
         --output_dir outputs/multimae-tiny --do_train --max_steps 50 --per_device_train_batch_size 8
+
+    # RGB only on an image folder with class sub-folders (benchmarks/learning.py's CIFAR-10 recipe:
+    # training_scripts/configs/multimae_learning.json)
+    python training_scripts/run_multimae.py --preset tiny --modalities rgb --train_dir cifar10/train \
+        --config_overrides image_size=32,patch_size=4,num_visible_tokens=16 --output_dir outputs/multimae-cifar10 \
+        --do_train --max_steps 600 --per_device_train_batch_size 128
 
     # ViT-B/16 on 8 GPUs
     accelerate launch --num_processes 8 training_scripts/run_multimae.py training_scripts/configs/multimae_base.json
