@@ -100,7 +100,13 @@ METHODS: dict[str, MethodSpec] = {
         teacher_width_field="teacher_dim",
         teacher_seed=0,
     ),
+    # M3I, tiny InternImage: labels off (intra- + inter-view dense EMA targets) and on (+ the category term with
+    # CIFAR-10's folder labels); then the term ablation (text: CIFAR-10 has no captions).
     "m3i": MethodSpec("m3i", "run_m3i.py", "m3i_learning.json"),
+    "m3i-labels": MethodSpec("m3i-labels", "run_m3i.py", "m3i_labels_learning.json"),
+    "m3i-intra": MethodSpec("m3i-intra", "run_m3i.py", "m3i_intra_learning.json"),
+    "m3i-inter": MethodSpec("m3i-inter", "run_m3i.py", "m3i_inter_learning.json"),
+    "m3i-category": MethodSpec("m3i-category", "run_m3i.py", "m3i_category_learning.json"),
     "multimae": MethodSpec("multimae", "run_multimae.py", "multimae_learning.json"),
 }
 

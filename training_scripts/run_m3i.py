@@ -64,6 +64,7 @@ from hf_unified_pretrain.training import (
     setup_logging,
     train_and_save,
 )
+from hf_unified_pretrain.training.script_utils import apply_config_overrides
 
 
 @dataclass
@@ -238,6 +239,9 @@ def setup(args: list[str] | None = None) -> SimpleNamespace:
         else:
             overrides["text_hidden_size"] = text_teacher.feature_dim
         config = M3IConfig.from_preset(m3i_args.preset or "tiny", **overrides)
+        if model_args.config_overrides:
+            # after the data-driven fields, so a recipe can e.g. reweight or switch off a term (ablations)
+            apply_config_overrides(config, model_args.config_overrides)
         model = M3IForPreTraining(config)
     config = model.config
     ema = model.build_ema_teacher()

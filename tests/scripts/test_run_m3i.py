@@ -172,3 +172,32 @@ def test_run_m3i_under_accelerate_launch_with_two_processes(tmp_path):
     assert type(reloaded).__name__ == "M3IForPreTraining"
     assert all(torch.isfinite(p).all() for p in reloaded.parameters())
     assert (tmp_path / EMA_WEIGHTS_NAME).is_file()
+
+
+def test_labels_come_from_the_class_folders_and_config_overrides_reach_the_model(tmp_path):
+    # The CIFAR-10 learning recipes: an image folder with one sub-folder per class, `label` as the label column.
+    from PIL import Image
+
+    colours = {"cat": (230, 20, 20), "dog": (20, 20, 230)}  # alphabetical: cat = 0, dog = 1
+    for name, colour in colours.items():
+        (tmp_path / "train" / name).mkdir(parents=True)
+        for index in range(4):
+            Image.new("RGB", (32, 32), colour).save(tmp_path / "train" / name / f"{index}.png")
+    recipe = {
+        "preset": "tiny", "train_dir": str(tmp_path / "train"), "train_val_split": None, "label_column": "label",
+        "num_labels": 2, "num_mixed_cells": 0, "config_overrides": "inter_view_loss_weight=0,neg_weight=0.1",
+        "output_dir": str(tmp_path / "out"), "do_train": True, "per_device_train_batch_size": 8, "seed": 0,
+        "report_to": "none",
+    }  # fmt: skip
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe))
+    trainer = load_script("run_m3i")["setup"]([str(tmp_path / "recipe.json")]).trainer
+    config = trainer.model.config
+    assert (config.inter_view_loss_weight, config.neg_weight, config.num_labels) == (0, 0.1, 2)
+    assert config.intra_view_loss_weight == 1 and config.classification_loss_weight == 1
+    batch = next(iter(trainer.get_train_dataloader()))
+    red = batch["pixel_values"][:, 0].mean(dim=(1, 2)) > batch["pixel_values"][:, 2].mean(dim=(1, 2))
+    assert batch["labels"].shape == (8, 2) and torch.equal(batch["labels"].sum(1), torch.ones(8))
+    assert torch.equal(batch["labels"].argmax(1), (~red).long()) and red.sum() == 4
+    with torch.no_grad():
+        losses = trainer.model.train()(**batch).losses
+    assert set(losses) == {"intra_view", "classification"}
