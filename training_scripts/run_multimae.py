@@ -144,6 +144,11 @@ def setup(args: list[str] | None = None) -> SimpleNamespace:
         args,
         description=script_description(__doc__, MULTIMAE_PRESETS),
     )
+    if mm_args.modalities is not None and model_args.model_name_or_path:
+        raise ValueError(
+            "--modalities chooses the modalities of a new model; a loaded checkpoint keeps its own. Drop "
+            "--modalities, or --model_name_or_path to train from scratch."
+        )
     logger = setup_logging(training_args, "run_multimae")
     resume_from = resolve_resume_checkpoint(training_args)
     set_seed(training_args.seed)
@@ -170,7 +175,7 @@ def setup(args: list[str] | None = None) -> SimpleNamespace:
         model = MultiMAEForPreTraining(config)
 
     new_model = not model_args.model_name_or_path
-    if mm_args.modalities is not None and new_model:
+    if mm_args.modalities is not None:
         config = config.select_modalities([name.strip() for name in mm_args.modalities.split(",") if name.strip()])
         model = MultiMAEForPreTraining(config)
 

@@ -161,3 +161,10 @@ def test_run_multimae_modalities_flag_restricts_a_new_model(tmp_path, coco_with_
     model = AutoModelForPreTraining.from_pretrained(tmp_path)
     assert model.config.input_modalities == ["rgb", "semseg"]
     assert sorted(model.decoders) == ["norm_rgb", "rgb", "semseg"]
+
+
+def test_run_multimae_modalities_flag_needs_a_new_model(tmp_path):
+    with pytest.raises(ValueError, match="--modalities chooses the modalities of a new model"):
+        load_script("run_multimae")["setup"](
+            ["--model_name_or_path", str(tmp_path), "--modalities", "rgb", "--output_dir", str(tmp_path)]
+        )
