@@ -188,6 +188,8 @@ def _sampling_plan(
     base = (image_base.view(batch, 1, 1) + group_base.view(1, group, 1)).expand(batch, group, points)
     top_left.view(batch, height_out * width_out, group * points).add_(base.reshape(batch, 1, group * points))
     top_left = top_left.to(torch.int32 if table_rows < 2**31 else torch.int64).view(-1, points)
+    # NaN offsets become arbitrary integers: keep every row in the table (the sparse kernels do not check bounds)
+    top_left.clamp_(0, table_rows - 1 - (cols + 1) * group)
     mask = mask.float().view(-1, points)
     fraction_x, fraction_y = fraction[..., 0].reshape(-1, points), fraction[..., 1].reshape(-1, points)
     weights = torch.empty(4, *top_left.shape, device=device)
@@ -240,7 +242,8 @@ def _corner_dots(table: torch.Tensor, grad: torch.Tensor, plan: _SamplingPlan) -
         bag_starts = torch.arange(0, top_left.numel() + 1, points, dtype=top_left.dtype, device=top_left.device)
         for corner, step in enumerate(plan.corner_steps):
             shifted = table[step:]
-            pattern = _csr(bag_starts, top_left.view(-1), dots[corner].view(-1), (bags, shifted.shape[0]))
+            # the values only carry the pattern (beta=0); finite ones, as 0 * NaN would not vanish
+            pattern = _csr(bag_starts, top_left.view(-1), plan.weights[corner].view(-1), (bags, shifted.shape[0]))
             dots[corner].view(-1).copy_(torch.sparse.sampled_addmm(pattern, grad, shifted.t(), beta=0.0).values())
         return dots
     for corner, step in enumerate(plan.corner_steps):

@@ -133,3 +133,20 @@ def test_bad_inputs_name_the_fix():
         dcnv3_core(value, offset[..., :-2], mask, group=2)
     with pytest.raises(ValueError, match="channels-last 4-D"):
         dcnv3_core(value[0], offset, mask, group=2)
+
+
+def test_non_finite_offsets_stay_local():
+    """NaN/inf offsets (a diverged run) give non-finite samples, but never read outside the table: every other
+    (position, group) output is unaffected, and the backward runs."""
+    value, offset, mask = _inputs(1, 5, 6, 8, 2, 9, offset_std=1.0)
+    with torch.no_grad():
+        offset[0, 1, 2, 0] = float("nan")  # group 0, point 0, x
+        offset[0, 3, 4, 2 * 9 + 2] = float("inf")  # group 1, point 1, x
+    output = dcnv3_core(value, offset, mask, group=2)
+    affected = torch.zeros(output.shape, dtype=torch.bool)
+    affected[0, 1, 2, :4] = affected[0, 3, 4, 4:] = True
+    assert not torch.isfinite(output[affected]).any()
+    expected = dcnv3_core_reference(value, torch.nan_to_num(offset, nan=0.0, posinf=0.0), mask, group=2)
+    torch.testing.assert_close(output[~affected], expected[~affected], **TOLERANCE)
+    output[~affected].sum().backward()
+    assert value.grad.shape == value.shape
