@@ -4,7 +4,13 @@ from .attention import eager_attention_forward
 from .dcnv3 import dcnv3_core
 from .drop_path import DropPath, drop_path
 from .forward_kwargs import TRANSFORMERS_FORWARD_KWARGS, strict_forward_kwargs
-from .inputs import RAW_PIXEL_THRESHOLD, check_pixel_dtype_and_values, check_pixel_values, patch_grid_of
+from .inputs import (
+    RAW_PIXEL_THRESHOLD,
+    check_conv_pixels,
+    check_pixel_dtype_and_values,
+    check_pixel_values,
+    patch_grid_of,
+)
 from .position import (
     ResizePositionTableOnLoad,
     check_position_grid,
@@ -22,6 +28,7 @@ __all__ = [
     "TRANSFORMERS_FORWARD_KWARGS",
     "DropPath",
     "ResizePositionTableOnLoad",
+    "check_conv_pixels",
     "check_pixel_dtype_and_values",
     "check_pixel_values",
     "check_position_grid",

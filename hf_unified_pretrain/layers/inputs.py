@@ -77,6 +77,62 @@ def check_pixel_values(pixel_values: torch.Tensor) -> None:
         )
 
 
+def check_conv_pixels(
+    pixel_values: torch.Tensor | None,
+    *,
+    num_channels: int,
+    min_size: int,
+    model_name: str,
+    why_min_size: str,
+    image_size: int | None = None,
+    dtype: torch.dtype | None = None,
+    training: bool = False,
+    name: str = "pixel_values",
+) -> None:
+    """Checks an image batch for a convolutional encoder: rank, batch, channel count, smallest side, then (with
+    `dtype`) the dtype and the values (`check_pixel_dtype_and_values`). Any size at least `min_size` is accepted.
+
+    Args:
+        pixel_values: (B, C, H, W) images.
+        num_channels: C the model was built for (`config.num_channels`).
+        min_size: Smallest height and width the encoder can reduce to a valid output.
+        model_name: Named in the errors ("InternImage", "AMDIM", ...).
+        why_min_size: Why smaller images fail, for the error (e.g. "the last stage runs at stride 32").
+        image_size: The size the model's image processor resizes to, suggested in the error when given.
+        dtype: The model's parameter dtype; None skips the dtype and value checks.
+        training: The calling module's `training` flag (see `check_pixel_dtype_and_values`).
+        name: The argument's name in the errors (a model may take several image batches).
+
+    Raises:
+        ValueError naming the problem and the fix (TypeError for dtypes).
+    """
+    layout = "(batch_size, num_channels, height, width)"
+    if pixel_values is None:
+        raise ValueError(f"{model_name} needs `{name}` of shape {layout}.")
+    if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4:
+        shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
+        raise ValueError(f"`{name}` must have shape {layout}, got {shape}.")
+    batch, channels, height, width = pixel_values.shape
+    if batch == 0:
+        raise ValueError(
+            f"`{name}` is an empty batch (batch_size 0). Fix: skip empty batches, or check that the data collator did "
+            "not drop every example (e.g. all images unreadable)."
+        )
+    if channels != num_channels:
+        raise ValueError(
+            f"`{name}` has {channels} channels but the model was configured with num_channels={num_channels}. Fix: "
+            "convert the images (e.g. grayscale to RGB with the image processor) or set num_channels."
+        )
+    if height < min_size or width < min_size:
+        resized = f" (the image processor resizes to {image_size})" if image_size else ""
+        raise ValueError(
+            f"`{name}` are {height}x{width}, smaller than {min_size}x{min_size}: {model_name} {why_min_size}. Fix: "
+            f"resize or pad the images to at least {min_size}x{min_size} pixels{resized}."
+        )
+    if dtype is not None:
+        check_pixel_dtype_and_values(pixel_values, dtype, training=training)
+
+
 def patch_grid_of(
     pixel_values: torch.Tensor,
     num_channels: int,

@@ -25,7 +25,7 @@ from transformers.modeling_outputs import (
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.generic import can_return_tuple
 
-from ...layers import DropPath, check_pixel_dtype_and_values, eager_attention_forward, strict_forward_kwargs
+from ...layers import DropPath, check_conv_pixels, eager_attention_forward, strict_forward_kwargs
 from ...layers.dcnv3 import dcnv3_core
 from .configuration_internimage import InternImageConfig
 
@@ -37,26 +37,17 @@ def check_internimage_pixels(
     pixel_values: torch.Tensor, config: InternImageConfig, dtype: torch.dtype, *, training: bool = False
 ) -> None:
     """Raises a clear error for pixel batches InternImage cannot use (rank, channels, size, dtype, raw values)."""
-    if pixel_values is None:
-        raise ValueError("InternImage needs `pixel_values` of shape (batch_size, num_channels, height, width).")
-    if pixel_values.dim() != 4:
-        raise ValueError(
-            f"pixel_values must have shape (batch_size, num_channels, height, width), got {tuple(pixel_values.shape)}."
-        )
-    if pixel_values.shape[1] != config.num_channels:
-        raise ValueError(
-            f"pixel_values has {pixel_values.shape[1]} channels but the model was configured with num_channels="
-            f"{config.num_channels}. Fix: convert the images (e.g. RGB with the image processor) or set num_channels."
-        )
-    height, width = pixel_values.shape[-2:]
     minimum = MIN_IMAGE_SIZE * 2 ** max(len(config.depths) - 4, 0)
-    if height < minimum or width < minimum:
-        raise ValueError(
-            f"pixel_values are {height}x{width}, smaller than {minimum}x{minimum}: InternImage's last stage runs at "
-            f"stride {minimum}. Fix: resize or pad the images to at least {minimum} pixels per side (the image "
-            f"processor resizes to {config.image_size})."
-        )
-    check_pixel_dtype_and_values(pixel_values, dtype, training=training)
+    check_conv_pixels(
+        pixel_values,
+        num_channels=config.num_channels,
+        min_size=minimum,
+        model_name="InternImage",
+        why_min_size=f"runs its last stage at stride {minimum}",
+        image_size=config.image_size,
+        dtype=dtype,
+        training=training,
+    )
 
 
 class InternImageStem(nn.Module):
