@@ -87,13 +87,16 @@ class AMDIMConfig(BackboneConfigMixin, PreTrainedConfig):
         tclip: Soft clipping range of the NCE scores, `tclip * tanh(score / tclip)`.
         score_regularizer: Coefficient of the squared-score penalty (`lgt_reg` = mean over the six NCE terms of
             `score_regularizer * mean(score ** 2)`, summed over the two directions and halved, as the original).
-        num_mixture_components: Mixture-based global features (paper §3.5); 1 disables the extension. With k > 1 the
-            global feature is expanded into k features by a one-hidden-layer MLP with a residual connection, and each
-            global→local term becomes `-mean_i[sum_j q_ij * log p_nce(j, i) + alpha * H(q_i)]` with
-            `q_i = softmax_j(mixture_temperature * score_ij)`.
-        mixture_entropy_weight: The entropy weight alpha of the mixture objective.
-        mixture_temperature: Temperature tau of the mixture posterior q.
-        mixture_hidden_size: Hidden width of the mixture MLP (default n_rkhs).
+        num_mixture_components: Mixture-based global features, the paper's extension (its abstract: "segmentation
+            behaviour emerges"); 1 (the default) disables it. **Unverified form**: the original code has no mixtures
+            (amdim-public @ 8754ae14) and the paper's section was not readable here, so this follows the paper as
+            remembered; see `AMDIMForPreTraining` (mixtures) for every assumption. With k > 1 the global feature is
+            expanded into k features by a one-hidden-layer MLP with a residual connection, and each global→local
+            term (1→5 and 1→7, both directions) becomes `-mean_i[sum_j q_ij * s_ij] - alpha * mean_i H(q_i)` with
+            `s_ij` the NCE log-probability of location i under component j and `q_i = softmax_j(tau * s_ij)`.
+        mixture_entropy_weight: The entropy weight alpha of the mixture objective (our default; unverified).
+        mixture_temperature: Temperature tau of the mixture posterior q (our default; unverified).
+        mixture_hidden_size: Hidden width of the mixture MLP (default n_rkhs; unverified).
         use_online_classifiers: Train the original's online evaluation heads (an MLP and a linear classifier) on the
             detached global features during pre-training when `labels` are given.
         classifier_hidden_size: Hidden width of the MLP evaluation head (original: 1024).

@@ -31,7 +31,7 @@ from transformers.modeling_outputs import BackboneOutput, ImageClassifierOutputW
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
-from ...layers import check_pixel_dtype_and_values, strict_forward_kwargs
+from ...layers import check_conv_pixels, strict_forward_kwargs
 from ...objectives import local_global_nce_scores, tanh_clip, weighted_total
 from .configuration_amdim import AMDIMConfig
 
@@ -86,6 +86,24 @@ class AMDIMForPreTrainingOutput(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
+def batch_norm_per_view(norm: nn.Module, hidden_states: torch.Tensor, num_views: int) -> torch.Tensor:
+    """Applies `norm` to each of `num_views` equal chunks of the batch when it normalises with batch statistics.
+
+    Both views go through the encoder as one batch (bigger convolutions, one weight gradient per layer), but the
+    original encodes them in two calls, so a training-mode batch norm must see each view's statistics alone (and
+    update its running statistics view 1 first, then view 2). Every other layer treats images independently.
+
+    Args:
+        norm: A batch norm or `nn.Identity`.
+        hidden_states: (V * B, C, ...) the V views stacked along the batch.
+        num_views: V.
+    """
+    per_batch = isinstance(norm, (nn.BatchNorm1d, nn.BatchNorm2d)) and (norm.training or not norm.track_running_stats)
+    if num_views == 1 or not per_batch:
+        return norm(hidden_states)
+    return torch.cat([norm(chunk) for chunk in hidden_states.chunk(num_views)])
+
+
 class AMDIMZeroInitConv2d(nn.Conv2d):
     """The last 1x1 conv of a residual branch; it starts at zero (the original's fix-up style `init_weights`), so
     every residual unit and embedding head starts as its shortcut."""
@@ -104,10 +122,11 @@ class AMDIMConvLayer(nn.Module):
         self.pad_mode = pad_mode
         self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride, 0, bias=True)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, num_views: int = 1) -> torch.Tensor:
         if self.padding > 0:
             hidden_states = F.pad(hidden_states, (self.padding,) * 4, mode=self.pad_mode)
-        return F.relu(self.conv(hidden_states))
+        # In place: the conv's backward needs its input, not its output.
+        return F.relu(self.conv(hidden_states), inplace=True)
 
 
 class AMDIMResidualUnit(nn.Module):
@@ -122,17 +141,24 @@ class AMDIMResidualUnit(nn.Module):
         if out_channels < in_channels:
             raise ValueError(f"AMDIM residual units only widen: {in_channels} → {out_channels} channels.")
         self.kernel, self.stride = kernel, stride
-        self.extra_channels = out_channels - in_channels
+        self.in_channels = in_channels
         self.conv1 = nn.Conv2d(in_channels, out_channels, kernel, stride, 0, bias=False)
         self.norm = nn.BatchNorm2d(out_channels) if use_bn else nn.Identity()
         self.conv2 = AMDIMZeroInitConv2d(out_channels, out_channels, 1, 1, 0, bias=False)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        residual = self.conv2(F.relu(self.norm(self.conv1(hidden_states))))
-        shortcut = F.avg_pool2d(hidden_states, self.kernel, self.stride, 0)
-        if self.extra_channels:
-            shortcut = F.pad(shortcut, (0, 0, 0, 0, 0, self.extra_channels))
-        return residual + shortcut
+    def forward(self, hidden_states: torch.Tensor, num_views: int = 1) -> torch.Tensor:
+        residual = F.relu(batch_norm_per_view(self.norm, self.conv1(hidden_states), num_views), inplace=True)
+        residual = self.conv2(residual)
+        # A 1x1 stride-1 average pool is the identity: skip its copy (most units of a block are 1x1).
+        shortcut = hidden_states
+        if self.kernel != 1 or self.stride != 1:
+            shortcut = F.avg_pool2d(hidden_states, self.kernel, self.stride, 0)
+        # The shortcut zero-padded in channels only adds to the first `in_channels` maps; adding it in place there
+        # spares the padded copy. The conv's backward does not need its output, so the in-place add is safe.
+        if residual.shape[1] != self.in_channels:
+            residual[:, : self.in_channels] += shortcut
+            return residual
+        return residual.add_(shortcut)
 
 
 class AMDIMResidualBlock(GradientCheckpointingLayer):
@@ -144,9 +170,9 @@ class AMDIMResidualBlock(GradientCheckpointingLayer):
         units += [AMDIMResidualUnit(out_channels, out_channels, 1, 1, use_bn) for _ in range(depth - 1)]
         self.units = nn.ModuleList(units)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, num_views: int = 1) -> torch.Tensor:
         for unit in self.units:
-            hidden_states = unit(hidden_states)
+            hidden_states = unit(hidden_states, num_views)
         return hidden_states
 
 
@@ -170,14 +196,17 @@ class AMDIMEncoder(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.channels_last = config.channels_last
 
-    def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
-        """(B, C, H, W) → the output of every layer."""
+    def forward(self, pixel_values: torch.Tensor, num_views: int = 1) -> list[torch.Tensor]:
+        """(V * B, C, H, W), V views stacked along the batch (see `batch_norm_per_view`) → every layer's output."""
         if self.channels_last:
             # oneDNN's NHWC convolutions are markedly faster on CPU; the layout carries through the whole encoder.
             pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         outputs, hidden_states = [], pixel_values
         for layer in self.layers:
-            hidden_states = layer(hidden_states)
+            if isinstance(layer, (nn.BatchNorm2d, nn.Identity)):
+                hidden_states = batch_norm_per_view(layer, hidden_states, num_views)
+            else:
+                hidden_states = layer(hidden_states, num_views)
             outputs.append(hidden_states)
         return outputs
 
@@ -193,13 +222,15 @@ class AMDIMEmbeddingHead(nn.Module):
         self.shortcut = AMDIMIdentityInitConv2d(in_channels, out_channels, 1, bias=True)
         self.norm_out = nn.BatchNorm2d(out_channels)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        residual = self.conv2(F.relu(self.norm_hidden(self.conv1(hidden_states))))
-        return self.norm_out(residual + self.shortcut(hidden_states))
+    def forward(self, hidden_states: torch.Tensor, num_views: int = 1) -> torch.Tensor:
+        residual = F.relu(batch_norm_per_view(self.norm_hidden, self.conv1(hidden_states), num_views), inplace=True)
+        residual = self.conv2(residual).add_(self.shortcut(hidden_states))
+        return batch_norm_per_view(self.norm_out, residual, num_views)
 
 
 class AMDIMMixtureHead(nn.Module):
-    """k mixture features from the global feature: one-hidden-layer MLP, residual to the global feature (paper §3.5)."""
+    """k mixture features from the global feature: a one-hidden-layer ReLU MLP whose k outputs are each added to the
+    global feature (the paper's mixture extension as remembered; unverified, see `AMDIMForPreTraining`)."""
 
     def __init__(self, config: AMDIMConfig):
         super().__init__()
@@ -337,10 +368,25 @@ class AMDIMModel(AMDIMPreTrainedModel):
         _check_pixels(pixel_values, self)
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
-        outputs = self.encoder(pixel_values)
+        return self.encode_views(pixel_values, output_hidden_states=output_hidden_states)
+
+    def encode_views(
+        self, pixel_values: torch.Tensor, num_views: int = 1, output_hidden_states: bool = False
+    ) -> AMDIMModelOutput:
+        """Encodes `num_views` views stacked along the batch in one pass, each exactly as if encoded alone.
+
+        Args:
+            pixel_values: (V * B, C, H, W) view 1 of every image, then view 2, ... (already checked).
+            num_views: V; training-mode batch norms normalise each view with its own statistics.
+            output_hidden_states: Also return the stage outputs.
+
+        Returns:
+            `AMDIMModelOutput` over all V * B images, in the input order.
+        """
+        outputs = self.encoder(pixel_values, num_views)
         r1 = outputs[self.feature_layers["r1"]]
-        r5 = self.embed_5(outputs[self.feature_layers["r5"]]) if self.embed_5 is not None else None
-        r7 = self.embed_7(outputs[self.feature_layers["r7"]]) if self.embed_7 is not None else None
+        r5 = self.embed_5(outputs[self.feature_layers["r5"]], num_views) if self.embed_5 is not None else None
+        r7 = self.embed_7(outputs[self.feature_layers["r7"]], num_views) if self.embed_7 is not None else None
         hidden_states = tuple(outputs[index] for index in self.stage_layers) if output_hidden_states else None
         return AMDIMModelOutput(
             last_hidden_state=r1,
@@ -358,18 +404,17 @@ def _out_channels(spec: tuple) -> int:
 def _check_pixels(pixel_values: torch.Tensor | None, module: AMDIMPreTrainedModel, name: str = "pixel_values") -> None:
     """Raises a clear error for pixel batches the encoder cannot use (rank, channels, size, dtype, raw values)."""
     config = module.config
-    if pixel_values is None:
-        raise ValueError(f"AMDIM needs `{name}` of shape (batch, {config.num_channels}, height, width).")
-    if pixel_values.dim() != 4 or pixel_values.shape[1] != config.num_channels:
-        raise ValueError(
-            f"`{name}` must be (batch, {config.num_channels}, height, width), got {tuple(pixel_values.shape)}."
-        )
-    if min(pixel_values.shape[-2:]) < config.image_size:
-        raise ValueError(
-            f"`{name}` is {tuple(pixel_values.shape[-2:])} but this AMDIM encoder layout needs at least "
-            f"{config.image_size}x{config.image_size} pixels (config.image_size); resize the images."
-        )
-    check_pixel_dtype_and_values(pixel_values, module.dtype, training=module.training)
+    check_conv_pixels(
+        pixel_values,
+        num_channels=config.num_channels,
+        min_size=config.image_size,
+        model_name="AMDIM",
+        why_min_size="needs at least the size of its encoder layout (config.image_size) to reach the 1x1 global map",
+        image_size=config.image_size,
+        dtype=module.dtype,
+        training=module.training,
+        name=name,
+    )
 
 
 class AMDIMBackbone(BackboneMixin, AMDIMPreTrainedModel):
@@ -435,7 +480,26 @@ class AMDIMForPreTraining(AMDIMPreTrainedModel):
         return torch.stack(draws, dim=1)
 
     def _global_to_local(self, global_features, local_features):
-        """One global→local term in one direction: (loss, mean squared score, entropy loss or None)."""
+        """One global→local term in one direction: (loss, mean squared score, entropy loss or None).
+
+        With mixtures (`num_mixture_components` k > 1; off by default) the term is the paper's mixture objective AS
+        REMEMBERED. The original code has no mixtures (amdim-public @ 8754ae14: none in model.py, costs.py or
+        anywhere else) and the paper's section on them (arXiv 1906.00910, about §3.5) could not be read here: only
+        its abstract ("when we extend our model to use mixture-based representations, segmentation behaviour emerges
+        as a natural side-effect") and its introduction ("we introduce mixture-based representations") were found.
+        Assumed, unverified:
+
+        - the k mixture features come from the global feature through a one-hidden-layer ReLU MLP (hidden width
+          `mixture_hidden_size`, default n_rkhs) with a residual connection to each component;
+        - per target location i, component j's score is its NCE log-probability `s_ij` (the plain term's
+          log-softmax against the other images' locations), and the term maximises
+          `mean_i [sum_j q_ij * s_ij + alpha * H(q_i)]` with `q_i = softmax_j(tau * s_ij)` (the EM-like optimal
+          posterior; gradients flow through q, it is not detached);
+        - the paper (as remembered) writes it for the global→7x7 term; here it replaces both global→local terms
+          (1→5 and 1→7) in both directions, while 5→5 stays plain;
+        - every component's raw scores enter the squared-score regulariser;
+        - alpha = `mixture_entropy_weight` (0.1) and tau = `mixture_temperature` (1.0) are our defaults.
+        """
         config = self.config
         if self.mixture_head is None:
             log_probs, square = local_global_nce_scores(
@@ -480,11 +544,19 @@ class AMDIMForPreTraining(AMDIMPreTrainedModel):
                 f"{tuple(pixel_values_2.shape)}."
             )
         config = self.config
-        # The views go through the encoder separately (as the original), so batch norms see per-view statistics.
-        out_1 = self.amdim(pixel_values, output_hidden_states=output_hidden_states)
-        out_2 = self.amdim(pixel_values_2)
-        r1_1, r5_1, r7_1 = out_1.pooler_output, out_1.local_features_5, out_1.local_features_7
-        r1_2, r5_2, r7_2 = out_2.pooler_output, out_2.local_features_5, out_2.local_features_7
+        if output_hidden_states is None:
+            output_hidden_states = config.output_hidden_states
+        # One encoder pass over both views; batch norms still see each view alone, as in the original's two calls.
+        encoded = self.amdim.encode_views(
+            torch.cat([pixel_values, pixel_values_2]), num_views=2, output_hidden_states=output_hidden_states
+        )
+        r1_1, r1_2 = encoded.pooler_output.chunk(2)
+        r5_1, r5_2 = encoded.local_features_5.chunk(2)
+        r7_1, r7_2 = encoded.local_features_7.chunk(2)
+        map_1, map_2 = encoded.last_hidden_state.chunk(2)
+        hidden_states = None
+        if output_hidden_states:
+            hidden_states = tuple(stage[: pixel_values.shape[0]] for stage in encoded.hidden_states)
 
         batch_size, num_locations = r5_1.shape[0], r5_1.shape[2] * r5_1.shape[3]
         if source_locations is None:
@@ -526,7 +598,7 @@ class AMDIMForPreTraining(AMDIMPreTrainedModel):
         metrics = None
         if self.mlp_classifier is not None:
             # The evaluation heads never send gradient into the encoder.
-            features = torch.cat([r1_1, r1_2]).detach()
+            features = encoded.pooler_output.detach()  # view 1 then view 2, as the original's torch.cat
             logits_mlp, logits_linear = self.mlp_classifier(features), self.linear_classifier(features)
             if labels is not None:
                 both_labels = torch.cat([labels, labels]).to(logits_mlp.device)
@@ -544,12 +616,12 @@ class AMDIMForPreTraining(AMDIMPreTrainedModel):
             losses=losses,
             metrics=metrics,
             global_features=r1_1,
-            features_1=(out_1.last_hidden_state, r5_1, r7_1),
-            features_2=(out_2.last_hidden_state, r5_2, r7_2),
+            features_1=(map_1, r5_1, r7_1),
+            features_2=(map_2, r5_2, r7_2),
             source_locations=source_locations,
             logits_mlp=_per_image(logits_mlp),
             logits_linear=_per_image(logits_linear),
-            hidden_states=out_1.hidden_states,
+            hidden_states=hidden_states,
         )
 
 

@@ -100,6 +100,43 @@ def test_gradients_reach_every_parameter_and_classifier_losses_stay_out_of_the_e
     assert model.mlp_classifier.fc.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("use_bn", [False, True])
+def test_both_views_in_one_pass_equal_two_separate_encoder_calls_with_per_view_batch_norms(use_bn):
+    """The pre-training model stacks both views into one batch; every training-mode batch norm (trunk, embedding
+    heads, final map) must still see each view alone, as the original's two encoder calls, and update its running
+    statistics twice in the same order. Both the features and every gradient must match."""
+    x1, x2 = views()
+    x2 = x2 * 3 + 1  # views with different statistics, so pooled batch statistics would differ visibly
+    model = AMDIMForPreTraining(tiny_config(use_bn=use_bn, use_online_classifiers=False)).train()
+    with torch.no_grad():  # non-zero fix-up convs and running statistics, so nothing compares zeros
+        for name, param in model.named_parameters():
+            if name.endswith("conv2.weight"):
+                param.normal_(0, 0.1)
+    separate = AMDIMModel(model.config).train()
+    separate.load_state_dict(model.amdim.state_dict())
+    out = model(x1, x2, source_locations=locations())
+    per_view = [separate(x) for x in (x1, x2)]
+    for ours, theirs in zip((out.features_1, out.features_2), per_view):
+        expected = (theirs.last_hidden_state, theirs.local_features_5, theirs.local_features_7)
+        for feature, reference in zip(ours, expected):
+            torch.testing.assert_close(feature, reference, atol=1e-5, rtol=1e-4)
+    num_norms = 0
+    for (name, buffer), reference in zip(model.amdim.named_buffers(), separate.buffers()):
+        torch.testing.assert_close(buffer, reference, msg=name)
+        num_norms += name.endswith("num_batches_tracked") and int(buffer) == 2
+    assert num_norms == sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.amdim.modules()) > 0
+    # Same gradients as the loss computed from the separate encodings.
+    weights = [torch.randn_like(t) for t in (*out.features_1, *out.features_2)]
+    sum((w * t).sum() for w, t in zip(weights, (*out.features_1, *out.features_2))).backward()
+    separate_features = [t for o in per_view for t in (o.last_hidden_state, o.local_features_5, o.local_features_7)]
+    sum((w * t).sum() for w, t in zip(weights, separate_features)).backward()
+    # Absolute tolerance relative to the largest gradient: the biases before the output batch norms have a true
+    # gradient of zero, so theirs is rounding noise of sums of large terms.
+    scale = max(float(p.grad.abs().max()) for p in separate.parameters())
+    for (name, ours), theirs in zip(model.amdim.named_parameters(), separate.parameters()):
+        torch.testing.assert_close(ours.grad, theirs.grad, atol=1e-6 * scale, rtol=1e-4, msg=name)
+
+
 def test_source_locations_default_to_torch_randint_per_view_in_the_original_order():
     x1, x2 = views()
     model = AMDIMForPreTraining(tiny_config(use_online_classifiers=False)).train()
@@ -150,8 +187,16 @@ def test_bad_inputs_are_clear_errors():
         model(x1, x2, source_locations=torch.full((4, 2), 25))
     with pytest.raises(TypeError, match="source_location"):
         model(x1, x2, source_location=locations())
-    with pytest.raises(ValueError, match="at least 32x32"):
+    with pytest.raises(ValueError, match="24x24, smaller than 32x32: AMDIM .*config.image_size.*resize or pad"):
         AMDIMModel(tiny_config())(torch.randn(2, 3, 24, 24))
+    with pytest.raises(ValueError, match="`pixel_values_2` has 1 channels but the model was configured with num_chan"):
+        model(x1, x2[:, :1])
+    with pytest.raises(
+        ValueError, match=r"`pixel_values` must have shape \(batch_size, num_channels, height, width\)"
+    ):
+        model(x1[0], x2)
+    with pytest.raises(ValueError, match="empty batch"):
+        AMDIMModel(tiny_config())(x1[:0])
     with pytest.raises(ValueError, match="image_size must be one of"):
         AMDIMConfig(image_size=48)
     with pytest.raises(StrictDataclassClassValidationError, match="n_rkhs"):
