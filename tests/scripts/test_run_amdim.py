@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,15 +12,13 @@ from transformers import AutoModel, AutoModelForPreTraining
 import hf_unified_pretrain  # noqa: F401
 from hf_unified_pretrain.training import PretrainingTrainer
 from tests.conftest import shared_path
-from tests.scripts.conftest import SCRIPTS, load_script
+from tests.scripts.conftest import SMOKE_TRAIN_ARGS, launch_two_processes, load_script
 
 LOSS_PARTS = ("loss_g2l_1t5", "loss_g2l_1t7", "loss_g2l_5t5", "loss_lgt_reg")
 
 
 def _args(output_dir, *extra):
-    return ["--preset", "tiny", "--output_dir", str(output_dir), "--do_train", "--per_device_train_batch_size", "4",
-            "--embedded_num_images", "24", "--logging_steps", "1", "--save_steps", "2", "--report_to", "none",
-            "--seed", "0", *extra]  # fmt: skip
+    return ["--preset", "tiny", "--output_dir", str(output_dir), *SMOKE_TRAIN_ARGS, *extra]
 
 
 def test_run_amdim_writes_a_loadable_checkpoint_and_logs_every_loss_part(tmp_path):
@@ -86,11 +81,7 @@ def test_run_amdim_resumes_after_interruption(tmp_path, monkeypatch):
 
 def test_run_amdim_under_accelerate_launch_with_two_processes(tmp_path):
     # On machines without GPUs, accelerate forms a gloo process group only when the script runs with --use_cpu.
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               str(SCRIPTS / "run_amdim.py"), *_args(tmp_path, "--max_steps", "2", "--use_cpu")]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=900)
+    completed = launch_two_processes("run_amdim", _args(tmp_path, "--max_steps", "2", "--use_cpu"))
     assert completed.returncode == 0, completed.stderr[-4000:]
     log = completed.stdout + completed.stderr
     assert "Process rank: 1" in log and "distributed training: True" in log
