@@ -170,7 +170,8 @@ def _sampling_plan(
     grid = _kernel_grid(
         height_out, width_out, group, kernel_size, stride, padding, dilation, offset_scale, remove_center, device
     )
-    offset = offset.view(batch, height_out, width_out, group, points, 2)
+    # unflatten, not view: the offsets may be a column slice of a fused projection
+    offset = offset.unflatten(-1, (group, points, 2))
     fraction = torch.add(grid, offset.float(), alpha=offset_scale)
     corner = torch.floor(fraction)
     fraction.sub_(corner)
@@ -190,7 +191,7 @@ def _sampling_plan(
     top_left = top_left.to(torch.int32 if table_rows < 2**31 else torch.int64).view(-1, points)
     # NaN offsets become arbitrary integers: keep every row in the table (the sparse kernels do not check bounds)
     top_left.clamp_(0, table_rows - 1 - (cols + 1) * group)
-    mask = mask.float().view(-1, points)
+    mask = mask.float().reshape(-1, points)
     fraction_x, fraction_y = fraction[..., 0].reshape(-1, points), fraction[..., 1].reshape(-1, points)
     weights = torch.empty(4, *top_left.shape, device=device)
     low_y = torch.rsub(fraction_y, 1.0).mul_(mask)  # (1 - fy) * mask

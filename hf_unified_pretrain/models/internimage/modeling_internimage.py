@@ -108,12 +108,23 @@ class InternImageDCNv3(nn.Module):
         self.center_feature_scale_proj = nn.Linear(channels, group) if config.center_feature_scale else None
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        batch, height, width, _ = hidden.shape
         projected = self.input_proj(hidden)
         context = self.dw_conv(hidden.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         context = self.dw_act(self.dw_norm(context))
-        offset = self.offset(context)
-        mask = self.mask(context).view(batch, height, width, self.group, -1).softmax(-1).flatten(3)
+        # One GEMM for every head that reads `context` (offsets, mask logits, centre gate), split by views.
+        heads = [self.offset, self.mask]
+        if self.center_feature_scale_proj is not None:
+            heads.append(self.center_feature_scale_proj)
+        fused = F.linear(context, torch.cat([head.weight for head in heads]), torch.cat([head.bias for head in heads]))
+        offset, mask_logits, gate_logits = fused.split(
+            [
+                self.offset.out_features,
+                self.mask.out_features,
+                fused.shape[-1] - self.offset.out_features - self.mask.out_features,
+            ],
+            dim=-1,
+        )
+        mask = mask_logits.unflatten(-1, (self.group, -1)).softmax(-1).flatten(3)
         sampled = dcnv3_core(
             projected,
             offset,
@@ -125,7 +136,7 @@ class InternImageDCNv3(nn.Module):
             remove_center=self.remove_center,
         )
         if self.center_feature_scale_proj is not None:
-            gate = self.center_feature_scale_proj(context).sigmoid()
+            gate = gate_logits.sigmoid()
             gate = gate.repeat_interleave(self.channels // self.group, dim=-1)
             sampled = sampled * (1 - gate) + projected * gate
         return self.output_proj(sampled)
