@@ -231,24 +231,22 @@ def _csr(row_starts: torch.Tensor, columns: torch.Tensor, values: torch.Tensor, 
         return torch.sparse_csr_tensor(row_starts, columns, values, size=size, check_invariants=False)
 
 
-def _corner_dots(table: torch.Tensor, grad: torch.Tensor, plan: _SamplingPlan) -> torch.Tensor:
-    """<grad of the sample's bag, table row> for every sample and corner: (4, N*H_out*W_out*G, P) float32.
+def _corner_dots(table: torch.Tensor, grad: torch.Tensor, plan: _SamplingPlan) -> list[torch.Tensor]:
+    """<grad of the sample's bag, table row> for every sample and corner: four (N*H_out*W_out*G, P) float32.
 
     A sampled dense-dense product (`sampled_addmm` on the sparsity pattern of the top-left rows, the table shifted per
     corner), so no (samples, C/G) tensor is materialised."""
     top_left = plan.top_left
     bags, points = top_left.shape
-    dots = torch.empty(4, bags, points, device=grad.device)
-    if _sparse_backward_supported(grad.device):
-        bag_starts = torch.arange(0, top_left.numel() + 1, points, dtype=top_left.dtype, device=top_left.device)
-        for corner, step in enumerate(plan.corner_steps):
-            shifted = table[step:]
-            # the values only carry the pattern (beta=0); finite ones, as 0 * NaN would not vanish
-            pattern = _csr(bag_starts, top_left.view(-1), plan.weights[corner].view(-1), (bags, shifted.shape[0]))
-            dots[corner].view(-1).copy_(torch.sparse.sampled_addmm(pattern, grad, shifted.t(), beta=0.0).values())
-        return dots
+    if not _sparse_backward_supported(grad.device):
+        return [torch.sum(table[top_left + step] * grad.unsqueeze(1), dim=-1) for step in plan.corner_steps]
+    bag_starts = torch.arange(0, top_left.numel() + 1, points, dtype=top_left.dtype, device=top_left.device)
+    dots = []
     for corner, step in enumerate(plan.corner_steps):
-        torch.sum(table[top_left + step] * grad.unsqueeze(1), dim=-1, out=dots[corner])
+        shifted = table[step:]
+        # the values only carry the pattern (beta=0); finite ones, as 0 * NaN would not vanish
+        pattern = _csr(bag_starts, top_left.view(-1), plan.weights[corner].view(-1), (bags, shifted.shape[0]))
+        dots.append(torch.sparse.sampled_addmm(pattern, grad, shifted.t(), beta=0.0).values().view(bags, points))
     return dots
 
 
@@ -275,10 +273,11 @@ def _scatter_to_table(grad: torch.Tensor, plan: _SamplingPlan) -> torch.Tensor:
     row_starts = torch.zeros(table_rows + 1, dtype=top_left.dtype, device=grad.device)
     torch.cumsum(counts, 0, out=row_starts[1:])
     bag_of_sample = torch.div(order, points, rounding_mode="floor").to(top_left.dtype)
-    for step, weights in zip(plan.corner_steps, plan.weights):
+    sorted_weights = plan.weights.view(4, -1).index_select(1, order)
+    for step, weights in zip(plan.corner_steps, sorted_weights):
         # The corner `step` rows below the top-left one: the same matrix with its rows moved down by `step`.
         shifted_starts = row_starts if step == 0 else torch.cat((row_starts.new_zeros(step), row_starts[:-step]))
-        transposed = _csr(shifted_starts, bag_of_sample, weights.view(-1)[order], (table_rows, bags))
+        transposed = _csr(shifted_starts, bag_of_sample, weights, (table_rows, bags))
         grad_table.addmm_(transposed, grad)
     return grad_table
 
