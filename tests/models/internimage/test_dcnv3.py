@@ -150,3 +150,12 @@ def test_non_finite_offsets_stay_local():
     torch.testing.assert_close(output[~affected], expected[~affected], **TOLERANCE)
     output[~affected].sum().backward()
     assert value.grad.shape == value.shape
+
+
+def test_fallback_backward_without_sparse_kernels_matches(monkeypatch):
+    """Devices without sparse CSR kernels (e.g. MPS) take the materialising index_add_/gather backward: same numbers."""
+    from hf_unified_pretrain.layers import dcnv3
+
+    value, offset, mask = _inputs(2, 6, 7, 12, 3, 9, offset_std=3.0)
+    monkeypatch.setattr(dcnv3, "_sparse_backward_supported", lambda device: False)
+    _compare(value, offset, mask, group=3)
