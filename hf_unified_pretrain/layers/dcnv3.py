@@ -122,13 +122,12 @@ def _kernel_grid(
     remove_center: bool,
     device: torch.device,
 ) -> torch.Tensor:
-    """(1, H_out, W_out, G, P, 2) sampling positions (x, y) for zero offsets, what the scaled offsets are added to;
-    materialised over the groups so that addition is one contiguous pass."""
+    """(1, H_out, W_out, 1, P, 2) sampling positions (x, y) for zero offsets, what the scaled offsets are added to
+    (broadcast over the groups: its innermost run of P * 2 values stays contiguous)."""
     points = kernel_size[0] * kernel_size[1] - int(remove_center)
     zeros = torch.zeros(1, height_out, width_out, 2 * points, device=device)
     x, y = dcnv3_sampling_locations(zeros, 1, kernel_size, stride, padding, dilation, offset_scale, remove_center)
-    grid = torch.stack((x, y), dim=-1)
-    return grid.expand(1, height_out, width_out, group, points, 2).contiguous()
+    return torch.stack((x, y), dim=-1)
 
 
 class _SamplingPlan(NamedTuple):
@@ -184,26 +183,31 @@ def _sampling_plan(
     corner_x, corner_y = corner[..., 0], corner[..., 1]
     corner_x.clamp_(-_BORDER, width)
     corner_y.clamp_(-_BORDER, height)
-    # Row of the top-left corner: ((n * rows + y + 2) * cols + x + 2) * G + g, exact in float32 below 2**24 rows.
-    index_dtype = torch.float32 if table_rows < 2**24 else torch.float64
-    top_left = torch.mul(corner_y, cols * group, out=torch.empty(corner_y.shape, dtype=index_dtype, device=device))
+    # Row of the top-left corner: ((n * rows + y + 2) * cols + x + 2) * G + g, exact in float32 below 2**24 rows
+    # (then computed in the corner buffer itself: every fresh buffer costs page faults, here as much as a pass).
+    if table_rows < 2**24:
+        top_left = corner_y.mul_(cols * group)
+    else:
+        top_left = corner_y.to(torch.float64).mul_(cols * group)
     top_left.add_(corner_x, alpha=group)
-    image_base = torch.arange(batch, dtype=index_dtype, device=device) * (rows * cols * group)
-    group_base = torch.arange(group, dtype=index_dtype, device=device) + (_BORDER * cols + _BORDER) * group
+    image_base = torch.arange(batch, dtype=top_left.dtype, device=device) * (rows * cols * group)
+    group_base = torch.arange(group, dtype=top_left.dtype, device=device) + (_BORDER * cols + _BORDER) * group
     base = (image_base.view(batch, 1, 1) + group_base.view(1, group, 1)).expand(batch, group, points)
     top_left.view(batch, height_out * width_out, group * points).add_(base.reshape(batch, 1, group * points))
     top_left = top_left.to(torch.int32 if table_rows < 2**31 else torch.int64).view(-1, points)
     # NaN offsets become arbitrary integers: keep every row in the table (the sparse kernels do not check bounds)
     top_left.clamp_(0, table_rows - 1 - (cols + 1) * group)
-    mask = mask.float().reshape(-1, points)
-    fraction_x, fraction_y = fraction[..., 0].reshape(-1, points), fraction[..., 1].reshape(-1, points)
-    weights = torch.empty(4, *top_left.shape, device=device)
-    low_y = torch.rsub(fraction_y, 1.0).mul_(mask)  # (1 - fy) * mask
-    high_y = fraction_y * mask
-    torch.mul(low_y, fraction_x, out=weights[1])
-    torch.sub(low_y, weights[1], out=weights[0])  # (1 - fy) m (1 - fx)
-    torch.mul(high_y, fraction_x, out=weights[3])
-    torch.sub(high_y, weights[3], out=weights[2])
+    mask = mask.float().reshape(fraction.shape[:-1])
+    fraction_x, fraction_y = fraction[..., 0], fraction[..., 1]
+    weights = torch.empty(4, *mask.shape, device=device)
+    torch.mul(fraction_y, mask, out=weights[2])  # fy m
+    torch.sub(mask, weights[2], out=weights[0])  # (1 - fy) m
+    torch.mul(weights[0], fraction_x, out=weights[1])  # (1 - fy) m fx
+    weights[0].sub_(weights[1])  # (1 - fy) m (1 - fx)
+    torch.mul(weights[2], fraction_x, out=weights[3])
+    weights[2].sub_(weights[3])
+    weights = weights.view(4, *top_left.shape)
+    mask = mask.view(top_left.shape)
     steps = (0, group, cols * group, (cols + 1) * group)
     return _SamplingPlan(top_left, weights, fraction, mask, steps, table_rows)
 
@@ -325,26 +329,26 @@ class _DCNv3Function(torch.autograd.Function):
             grad_value = grad_value.to(table.dtype, memory_format=torch.contiguous_format)
         if needs_offset or needs_mask:
             dots = _corner_dots(table.float(), grad, plan)
-            points = top_left.shape[1]
-            fraction_x = fraction[..., 0].reshape(-1, points)
-            fraction_y = fraction[..., 1].reshape(-1, points)
+            sample_shape = fraction.shape[:-1]
+            dots = [dot.view(sample_shape) for dot in dots]
+            fraction_x, fraction_y = fraction[..., 0], fraction[..., 1]
             # d/dfx of the bilinear sum: (1 - fy) (d01 - d00) + fy (d11 - d10); the y rows likewise.
-            along_x_low = dots[1] - dots[0]
-            along_x_high = dots[3] - dots[2]
-            low = torch.addcmul(dots[0], fraction_x, along_x_low)
-            high = torch.addcmul(dots[2], fraction_x, along_x_high)
-            along_y = high - low
+            # In place on the four dot buffers (fresh buffers cost page faults):
+            along_x_low = dots[1].sub_(dots[0])  # d01 - d00
+            along_x_high = dots[3].sub_(dots[2])  # d11 - d10
+            low = dots[0].addcmul_(fraction_x, along_x_low)  # the sample's dot along the y = 0 row
+            along_y = dots[2].addcmul_(fraction_x, along_x_high).sub_(low)  # y = 1 row minus y = 0 row
             if needs_mask:
-                grad_mask = torch.addcmul(low, fraction_y, along_y)
-                grad_mask = grad_mask.view(*fraction.shape[:3], -1).to(mask_dtype)
+                grad_mask = low.addcmul_(fraction_y, along_y).view(*sample_shape[:3], -1).to(mask_dtype)
             if needs_offset:
+                along_x = along_x_low.addcmul_(fraction_y, along_x_high.sub_(along_x_low))
+                mask = mask.view(sample_shape)
                 grad_offset = torch.empty(fraction.shape, device=grad.device)
-                along_x = torch.addcmul(along_x_low, fraction_y, along_x_high - along_x_low)
-                torch.mul(along_x.view(fraction.shape[:-1]), mask.view(fraction.shape[:-1]), out=grad_offset[..., 0])
-                torch.mul(along_y.view(fraction.shape[:-1]), mask.view(fraction.shape[:-1]), out=grad_offset[..., 1])
+                torch.mul(along_x, mask, out=grad_offset[..., 0])
+                torch.mul(along_y, mask, out=grad_offset[..., 1])
                 if offset_scale != 1.0:
                     grad_offset.mul_(offset_scale)
-                grad_offset = grad_offset.view(*fraction.shape[:3], -1).to(offset_dtype)
+                grad_offset = grad_offset.view(*sample_shape[:3], -1).to(offset_dtype)
         return grad_value, grad_offset, grad_mask, None, None, None, None, None, None, None
 
 
