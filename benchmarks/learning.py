@@ -107,7 +107,6 @@ METHODS: dict[str, MethodSpec] = {
     "m3i-intra": MethodSpec("m3i-intra", "run_m3i.py", "m3i_intra_learning.json"),
     "m3i-inter": MethodSpec("m3i-inter", "run_m3i.py", "m3i_inter_learning.json"),
     "m3i-category": MethodSpec("m3i-category", "run_m3i.py", "m3i_category_learning.json"),
-    "multimae": MethodSpec("multimae", "run_multimae.py", "multimae_learning.json"),
 }
 
 GOAL_KNN, GOAL_LINEAR = 5.0, 10.0  # points above random init
@@ -184,8 +183,12 @@ def pretrain(spec: MethodSpec, recipe: dict, run_dir: Path, force: bool) -> dict
     """Runs the method's script on `recipe` (skipped when `run_dir` holds a finished run of the same recipe)."""
     recipe_file = run_dir / "learning_recipe.json"
     info_file = run_dir / "learning_run.json"
-    if not force and info_file.is_file() and recipe_file.is_file() and json.loads(recipe_file.read_text()) == recipe:
+    same_recipe = recipe_file.is_file() and json.loads(recipe_file.read_text()) == recipe
+    if not force and info_file.is_file() and same_recipe:
         return json.loads(info_file.read_text())
+    if run_dir.is_dir() and (force or not same_recipe):
+        # Another recipe's run (or --force): the run script would resume from its checkpoints.
+        shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     recipe_file.write_text(json.dumps(recipe, indent=2))
     command = [sys.executable, str(REPO_ROOT / "training_scripts" / spec.script), str(recipe_file)]
