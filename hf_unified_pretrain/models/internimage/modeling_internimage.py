@@ -82,6 +82,16 @@ class InternImageDownsample(nn.Module):
         return self.norm(self.conv(hidden).permute(0, 2, 3, 1))
 
 
+class InternImageZeroInitLinear(nn.Linear):
+    """A linear head that starts at zero (DCNv3 offsets, mask logits, centre gate): sampling starts on the regular
+    grid with uniform point weights. A class of its own because transformers skips `_init_weights` for modules that
+    own no parameters directly, such as `InternImageDCNv3`."""
+
+
+class InternImageXavierLinear(nn.Linear):
+    """A DCNv3 input/output projection, xavier-uniform initialised like the original's."""
+
+
 class InternImageDCNv3(nn.Module):
     """DCNv3 token mixer: a depth-wise conv branch predicts per-group offsets and a softmax mask over the kernel points;
     the projected input is sampled at the moved points (`dcnv3_core`), optionally gated with the projected input
@@ -101,11 +111,13 @@ class InternImageDCNv3(nn.Module):
         )
         self.dw_norm = nn.LayerNorm(channels, eps=config.layer_norm_eps)
         self.dw_act = ACT2FN[config.hidden_act]
-        self.offset = nn.Linear(channels, group * points * 2)
-        self.mask = nn.Linear(channels, group * points)
-        self.input_proj = nn.Linear(channels, channels)
-        self.output_proj = nn.Linear(channels, channels)
-        self.center_feature_scale_proj = nn.Linear(channels, group) if config.center_feature_scale else None
+        self.offset = InternImageZeroInitLinear(channels, group * points * 2)
+        self.mask = InternImageZeroInitLinear(channels, group * points)
+        self.input_proj = InternImageXavierLinear(channels, channels)
+        self.output_proj = InternImageXavierLinear(channels, channels)
+        self.center_feature_scale_proj = (
+            InternImageZeroInitLinear(channels, group) if config.center_feature_scale else None
+        )
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         projected = self.input_proj(hidden)
@@ -321,7 +333,13 @@ class InternImagePreTrainedModel(PreTrainedModel):
         """The original's initialisation: truncated normal linear layers, PyTorch's default convs, zero DCNv3
         offset/mask/gate heads, xavier-uniform DCNv3 projections, layer-scale at its configured value."""
         std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
+        if isinstance(module, InternImageZeroInitLinear):
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, InternImageXavierLinear):
+            init.xavier_uniform_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
             init.trunc_normal_(module.weight, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
@@ -338,19 +356,7 @@ class InternImagePreTrainedModel(PreTrainedModel):
                 init.zeros_(module.running_mean)
                 init.ones_(module.running_var)
                 init.zeros_(module.num_batches_tracked)
-        if isinstance(module, InternImageDCNv3):
-            init.zeros_(module.offset.weight)
-            init.zeros_(module.offset.bias)
-            init.zeros_(module.mask.weight)
-            init.zeros_(module.mask.bias)
-            init.xavier_uniform_(module.input_proj.weight)
-            init.zeros_(module.input_proj.bias)
-            init.xavier_uniform_(module.output_proj.weight)
-            init.zeros_(module.output_proj.bias)
-            if module.center_feature_scale_proj is not None:
-                init.zeros_(module.center_feature_scale_proj.weight)
-                init.zeros_(module.center_feature_scale_proj.bias)
-        elif isinstance(module, InternImageLayer) and module.layer_scale1 is not None:
+        if isinstance(module, InternImageLayer) and module.layer_scale1 is not None:
             init.constant_(module.layer_scale1, self.config.layer_scale)
             init.constant_(module.layer_scale2, self.config.layer_scale)
 
