@@ -3,8 +3,10 @@ model running the original algorithm, with ViTMAE-base SDPA as the anchor of ../
 
 "original" rows swap `benchmarks/dcnv3_reference.py` (the original pure-PyTorch core's algorithm: grid_sample over the
 whole map per image and group, written naively) into our model; everything else is identical, so the ratio isolates
-the core. The anchors measured the original InternImage-T at 7.0 img/s forward and 2.54 img/s per training step =
-1.95x and 0.71x ViTMAE-base SDPA (same machine type).
+the core. Our non-core parts (e.g. the offset/mask/gate heads fused into one GEMM) are in both rows, so that gain only
+shows against the anchors: they measured the original InternImage-T code at 7.0 img/s forward and 2.54 img/s per
+training step = 1.95x and 0.71x ViTMAE-base SDPA (same machine type), so "vs the original code" is
+(t-fwd-ours img/s / vitmae-base-sdpa-step img/s) / 1.95 and (t-step-ours / vitmae-base-sdpa-step) / 0.71.
 
 Rows:
   core-s{1..4}-{original,ours}: one DCNv3 core call, forward + backward, at InternImage-T's stage sizes for a batch of
@@ -15,6 +17,12 @@ Rows:
 
     python benchmarks/bench_internimage.py --rounds 1 --warmup 1 --steps 3
     python benchmarks/bench_internimage.py --rows core-s1-original core-s1-ours --rounds 3
+
+On a machine loaded by other processes, 2 threads per row mostly measure OpenMP threads waiting for each other; one
+thread per row (`BENCH_THREADS=1`) keeps the ratios meaningful:
+
+    BENCH_THREADS=1 python benchmarks/bench_internimage.py --rows t-fwd-original t-fwd-ours vitmae-base-sdpa-step \
+        t-step-original t-step-ours --rounds 2 --warmup 1 --steps 3
 """
 
 from __future__ import annotations
