@@ -107,6 +107,7 @@ METHODS: dict[str, MethodSpec] = {
     "m3i-intra": MethodSpec("m3i-intra", "run_m3i.py", "m3i_intra_learning.json"),
     "m3i-inter": MethodSpec("m3i-inter", "run_m3i.py", "m3i_inter_learning.json"),
     "m3i-category": MethodSpec("m3i-category", "run_m3i.py", "m3i_category_learning.json"),
+    "multimae": MethodSpec("multimae", "run_multimae.py", "multimae_learning.json"),
 }
 
 GOAL_KNN, GOAL_LINEAR = 5.0, 10.0  # points above random init
