@@ -36,7 +36,8 @@ class M3IModelTester:
         self.num_labels = config.num_labels
         self.is_training = True
         self.hidden_size = getattr(backbone, "hidden_size", 32)
-        self.num_hidden_layers = getattr(backbone, "num_hidden_layers", 1)
+        # Only the ViT variant runs the generic hidden-states test; InternImage's block count is not a layer count.
+        self.num_hidden_layers = backbone.num_hidden_layers if backbone.model_type == "mvp_vision" else 1
         self.num_attention_heads = config.decoder_num_attention_heads
         self.patch_size = config.feature_stride
         # ViT hidden states keep the [CLS] token: (image_size / patch_size) ** 2 + 1 tokens
