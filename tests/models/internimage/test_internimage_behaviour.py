@@ -17,59 +17,19 @@ from hf_unified_pretrain.models.internimage import (
     InternImageModel,
 )
 
+from ...downstream.tiny_heads import TINY_HEAD_KWARGS
+
 # invalid configs raise huggingface_hub's strict-dataclass error wrapping our ValueError (message kept)
 CONFIG_ERROR = (ValueError, StrictDataclassClassValidationError)
 STAGES = ["stage1", "stage2", "stage3", "stage4"]
-SMALL_HEAD = dict(num_labels=3)
-HEADS = {
-    "upernet": (STAGES, dict(hidden_size=32, auxiliary_channels=16, **SMALL_HEAD)),
-    "mask2former": (
-        STAGES,
-        dict(
-            feature_size=32,
-            mask_feature_size=32,
-            hidden_dim=32,
-            encoder_layers=1,
-            decoder_layers=2,
-            num_queries=4,
-            encoder_feedforward_dim=32,
-            dim_feedforward=32,
-            num_attention_heads=2,
-            train_num_points=64,
-            **SMALL_HEAD,
-        ),
-    ),
-    "detr": (
-        ["stage4"],
-        dict(
-            d_model=32,
-            encoder_layers=1,
-            decoder_layers=1,
-            encoder_attention_heads=2,
-            decoder_attention_heads=2,
-            encoder_ffn_dim=32,
-            decoder_ffn_dim=32,
-            num_queries=4,
-            **SMALL_HEAD,
-        ),
-    ),
-    "deformable_detr": (
-        ["stage2", "stage3", "stage4"],
-        dict(
-            d_model=32,
-            encoder_layers=1,
-            decoder_layers=2,
-            encoder_attention_heads=2,
-            decoder_attention_heads=2,
-            encoder_ffn_dim=32,
-            decoder_ffn_dim=32,
-            num_queries=4,
-            encoder_n_points=2,
-            decoder_n_points=2,
-            **SMALL_HEAD,
-        ),
-    ),
+# The stages each head reads; the heads themselves are the shared tiny ones.
+HEAD_STAGES = {
+    "upernet": STAGES,
+    "mask2former": STAGES,
+    "detr": ["stage4"],
+    "deformable_detr": ["stage2", "stage3", "stage4"],
 }
+HEADS = {name: (stages, TINY_HEAD_KWARGS[name]) for name, stages in HEAD_STAGES.items()}
 
 
 def _randomise_zero_initialised(model: torch.nn.Module) -> None:
