@@ -77,6 +77,29 @@ def check_pixel_values(pixel_values: torch.Tensor) -> None:
         )
 
 
+_LAYOUT = "(batch_size, num_channels, height, width)"
+
+
+def _check_image_batch(pixel_values: torch.Tensor, num_channels: int, name: str) -> torch.Size:
+    """Checks rank, batch size and channel count of an image batch; returns its (B, C, H, W) shape."""
+    if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4:
+        shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
+        raise ValueError(f"`{name}` must have shape {_LAYOUT}, got {shape}.")
+    if pixel_values.shape[0] == 0:
+        raise ValueError(
+            f"`{name}` is an empty batch (batch_size 0). Fix: skip empty batches, or check that the data collator did "
+            "not drop every example (e.g. all images unreadable)."
+        )
+    channels = pixel_values.shape[1]
+    if channels != num_channels:
+        raise ValueError(
+            f"`{name}` has {channels} channels but the model expects {num_channels} (config.num_channels). Fix: "
+            "convert the images (e.g. grayscale to RGB with the image processor) or build the model with the right "
+            "num_channels."
+        )
+    return pixel_values.shape
+
+
 def check_conv_pixels(
     pixel_values: torch.Tensor | None,
     *,
@@ -106,23 +129,9 @@ def check_conv_pixels(
     Raises:
         ValueError naming the problem and the fix (TypeError for dtypes).
     """
-    layout = "(batch_size, num_channels, height, width)"
     if pixel_values is None:
-        raise ValueError(f"{model_name} needs `{name}` of shape {layout}.")
-    if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4:
-        shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
-        raise ValueError(f"`{name}` must have shape {layout}, got {shape}.")
-    batch, channels, height, width = pixel_values.shape
-    if batch == 0:
-        raise ValueError(
-            f"`{name}` is an empty batch (batch_size 0). Fix: skip empty batches, or check that the data collator did "
-            "not drop every example (e.g. all images unreadable)."
-        )
-    if channels != num_channels:
-        raise ValueError(
-            f"`{name}` has {channels} channels but the model was configured with num_channels={num_channels}. Fix: "
-            "convert the images (e.g. grayscale to RGB with the image processor) or set num_channels."
-        )
+        raise ValueError(f"{model_name} needs `{name}` of shape {_LAYOUT}.")
+    _, _, height, width = _check_image_batch(pixel_values, num_channels, name)
     if height < min_size or width < min_size:
         resized = f" (the image processor resizes to {image_size})" if image_size else ""
         raise ValueError(
@@ -155,20 +164,7 @@ def patch_grid_of(
     Returns:
         (H / p, W / p). Raises a ValueError (TypeError for dtypes) naming the problem and the fix otherwise.
     """
-    if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4:
-        shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
-        raise ValueError(f"pixel_values must have shape (batch_size, num_channels, height, width), got {shape}.")
-    batch, channels, height, width = pixel_values.shape
-    if batch == 0:
-        raise ValueError(
-            "pixel_values is an empty batch (batch_size 0). Fix: skip empty batches, or check that the data "
-            "collator did not drop every example (e.g. all images unreadable)."
-        )
-    if channels != num_channels:
-        raise ValueError(
-            f"pixel_values has {channels} channels but the model expects {num_channels} (config.num_channels): "
-            "convert the images (e.g. grayscale to RGB) or build the model with the right num_channels."
-        )
+    _, _, height, width = _check_image_batch(pixel_values, num_channels, "pixel_values")
     if height == 0 or width == 0:
         raise ValueError(f"pixel_values holds empty images ({height}x{width}): resize them to the model's image_size.")
     if height % patch_size or width % patch_size:

@@ -189,7 +189,7 @@ def test_bad_inputs_are_clear_errors():
         model(x1, x2, source_location=locations())
     with pytest.raises(ValueError, match="24x24, smaller than 32x32: AMDIM .*config.image_size.*resize or pad"):
         AMDIMModel(tiny_config())(torch.randn(2, 3, 24, 24))
-    with pytest.raises(ValueError, match="`pixel_values_2` has 1 channels but the model was configured with num_chan"):
+    with pytest.raises(ValueError, match="`pixel_values_2` has 1 channels but the model expects 3"):
         model(x1, x2[:, :1])
     with pytest.raises(
         ValueError, match=r"`pixel_values` must have shape \(batch_size, num_channels, height, width\)"

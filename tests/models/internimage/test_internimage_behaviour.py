@@ -137,7 +137,7 @@ def test_presets_build_the_released_sizes():
 
 def test_bad_input_errors_name_the_fix():
     model = InternImageModel(InternImageConfig.from_preset("tiny")).eval()
-    with pytest.raises(ValueError, match="1 channels but the model was configured with num_channels=3"):
+    with pytest.raises(ValueError, match="has 1 channels but the model expects 3"):
         model(torch.randn(1, 1, 64, 64))
     with pytest.raises(ValueError, match="smaller than 32x32.*resize or pad"):
         model(torch.randn(1, 3, 64, 24))
