@@ -18,6 +18,7 @@ from .features import (
     num_patch_tokens,
     pool_tokens,
     pooled_outputs,
+    suffix_token_count,
 )
 from .knn import DEFAULT_K, DEFAULT_TEMPERATURE, knn_accuracy, knn_class_scores
 from .linear_probe import DEFAULT_EPOCHS, LinearProbeResult, linear_probe
@@ -43,4 +44,5 @@ __all__ = [
     "pool_tokens",
     "pooled_outputs",
     "probe_transform",
+    "suffix_token_count",
 ]

@@ -10,9 +10,10 @@ Models are reached only through their outputs (`ModelOutput` fields), never thro
   `"hidden_states.<i>"` (per layer), and for pyramid models e.g. `"stage_features.<i>"` / `"pyramid_features.<i>"`
   (per stage / level).
 
-Pooling by rank: (B, C) as is; (B, L, C) tokens averaged over L, without the prefix tokens ([CLS], registers: the
-first `L - h*w` tokens when the config's `patch_size` gives an `h x w` grid); (B, C, H, W) maps averaged over H, W;
-(B, L, s, s, C) patch-layout maps averaged over L, s, s.
+Pooling by rank: (B, C) as is; (B, L, C) tokens averaged over the patch tokens only; (B, C, H, W) maps averaged
+over H, W; (B, L, s, s, C) patch-layout maps averaged over L, s, s. When the config's `patch_size` gives an `h x w`
+grid, a sequence holds `L - h*w` other tokens: the config's `num_global_tokens` of them come AFTER the patch tokens
+(MultiMAE appends its global tokens last, as its original does), the rest BEFORE them ([CLS], registers).
 """
 
 from __future__ import annotations
@@ -46,12 +47,13 @@ def feature_encoder(model: nn.Module) -> nn.Module:
     return base if isinstance(base, nn.Module) else model
 
 
-def pool_tokens(tensor: torch.Tensor, num_prefix_tokens: int = 0) -> torch.Tensor:
+def pool_tokens(tensor: torch.Tensor, num_prefix_tokens: int = 0, num_suffix_tokens: int = 0) -> torch.Tensor:
     """One vector per image from a feature tensor (see the module docstring for the layouts).
 
     Args:
         tensor: (B, C), (B, L, C), (B, C, H, W) or (B, L, s, s, C).
         num_prefix_tokens: Leading tokens of a (B, L, C) sequence left out of the mean ([CLS], registers).
+        num_suffix_tokens: Trailing tokens of a (B, L, C) sequence left out of the mean (MultiMAE's global tokens).
 
     Returns:
         (B, C).
@@ -59,7 +61,12 @@ def pool_tokens(tensor: torch.Tensor, num_prefix_tokens: int = 0) -> torch.Tenso
     if tensor.ndim == 2:
         return tensor
     if tensor.ndim == 3:
-        return tensor[:, num_prefix_tokens:].mean(dim=1)
+        if num_prefix_tokens < 0 or num_suffix_tokens < 0 or num_prefix_tokens + num_suffix_tokens >= tensor.shape[1]:
+            raise ValueError(
+                f"Cannot leave out {num_prefix_tokens} leading and {num_suffix_tokens} trailing tokens of a sequence "
+                f"of {tensor.shape[1]} tokens: at least one patch token must remain."
+            )
+        return tensor[:, num_prefix_tokens : tensor.shape[1] - num_suffix_tokens].mean(dim=1)
     if tensor.ndim == 4:
         return tensor.mean(dim=(2, 3))
     if tensor.ndim == 5:
@@ -80,23 +87,36 @@ def num_patch_tokens(config, image_height: int, image_width: int) -> int | None:
     return None
 
 
+def suffix_token_count(config) -> int:
+    """Tokens a config's sequences carry after their patch tokens: its `num_global_tokens` (0 without the field)."""
+    count = getattr(config, "num_global_tokens", 0)
+    return count if isinstance(count, int) and count > 0 else 0
+
+
 def pooled_outputs(
-    outputs: Mapping[str, object], intermediate: bool = False, num_patches: int | None = None
+    outputs: Mapping[str, object],
+    intermediate: bool = False,
+    num_patches: int | None = None,
+    num_suffix_tokens: int = 0,
 ) -> dict[str, torch.Tensor]:
     """Pooled features of one forward pass.
 
     Args:
         outputs: A model's `ModelOutput` (or dict) with `last_hidden_state` (and maybe `pooler_output`).
         intermediate: Also pool every element of tuple-valued fields (`hidden_states`, `stage_features`, ...).
-        num_patches: Patch tokens per image; longer (B, L, C) sequences have `L - num_patches` prefix tokens.
+        num_patches: Patch tokens per image; longer (B, L, C) sequences hold `L - num_patches` other tokens.
+        num_suffix_tokens: How many of those other tokens come after the patch tokens (the rest come first).
 
     Returns:
         `{"pooled": (B, C), "pooler_output": (B, C), "<field>.<i>": (B, C_i), ...}`.
     """
 
     def pool(tensor: torch.Tensor) -> torch.Tensor:
-        prefix = tensor.shape[1] - num_patches if tensor.ndim == 3 and num_patches is not None else 0
-        return pool_tokens(tensor, max(prefix, 0))
+        if tensor.ndim != 3 or num_patches is None:
+            return pool_tokens(tensor)
+        extra = max(tensor.shape[1] - num_patches, 0)
+        suffix = min(num_suffix_tokens, extra)
+        return pool_tokens(tensor, extra - suffix, suffix)
 
     if outputs.get("last_hidden_state") is None:
         raise ValueError(
@@ -174,8 +194,10 @@ def extract_features(
         for pixels in batches:
             kwargs = {"output_hidden_states": True} if intermediate else {}
             outputs = encoder(pixel_values=pixels.to(device=device, dtype=dtype), **kwargs)
-            num_patches = num_patch_tokens(getattr(encoder, "config", None), *pixels.shape[-2:])
-            for name, value in pooled_outputs(outputs, intermediate, num_patches).items():
+            config = getattr(encoder, "config", None)
+            num_patches = num_patch_tokens(config, *pixels.shape[-2:])
+            suffix = suffix_token_count(config)
+            for name, value in pooled_outputs(outputs, intermediate, num_patches, suffix).items():
                 collected.setdefault(name, []).append(value.float().cpu())
     finally:
         encoder.train(was_training)

@@ -1,12 +1,19 @@
-"""Feature extraction from iTPN and MVP tiny configs: pooling layouts, shapes, determinism, Auto loading."""
+"""Feature extraction from iTPN, MVP and MultiMAE tiny configs: pooling layouts, shapes, determinism, Auto loading."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from hf_unified_pretrain.evaluation import extract_features, load_feature_model, pool_tokens, pooled_outputs
+from hf_unified_pretrain.evaluation import (
+    extract_features,
+    load_feature_model,
+    pool_tokens,
+    pooled_outputs,
+    suffix_token_count,
+)
 from hf_unified_pretrain.models.itpn import ITPNConfig, ITPNForPreTraining
+from hf_unified_pretrain.models.multimae import MultiMAEConfig, MultiMAEForPreTraining
 from hf_unified_pretrain.models.mvp import MVPConfig, MVPForPreTraining
 
 
@@ -38,6 +45,45 @@ def test_pooled_outputs_skip_prefix_tokens_and_attentions():
     assert features["pooler_output"].item() == 7.0
     with pytest.raises(ValueError, match="no `last_hidden_state`"):
         pooled_outputs({"logits": torch.ones(1, 2)})
+
+
+def test_pool_tokens_leaves_out_trailing_tokens():
+    tokens = torch.tensor([[[100.0], [1.0], [3.0], [8.0], [-50.0]]])  # [CLS], 3 patches, a trailing global token
+    torch.testing.assert_close(pool_tokens(tokens, 1, 1), torch.tensor([[4.0]]))
+    torch.testing.assert_close(pool_tokens(tokens, num_suffix_tokens=2), torch.tensor([[104.0 / 3]]))
+    with pytest.raises(ValueError, match="at least one patch token"):
+        pool_tokens(tokens, 3, 2)
+    with pytest.raises(ValueError, match="at least one patch token"):
+        pool_tokens(tokens, -1)
+
+
+def test_pooled_outputs_split_other_tokens_between_front_and_back():
+    # 1 leading + 2 patches + 2 trailing tokens; the embeddings output here has no extra tokens at all.
+    hidden = torch.tensor([[[100.0], [1.0], [3.0], [-50.0], [-70.0]]])
+    outputs = {"last_hidden_state": hidden, "hidden_states": (torch.tensor([[[5.0], [7.0]]]), hidden)}
+    features = pooled_outputs(outputs, intermediate=True, num_patches=2, num_suffix_tokens=2)
+    assert features["pooled"].item() == 2.0 and features["hidden_states.1"].item() == 2.0
+    assert features["hidden_states.0"].item() == 6.0
+    # More trailing tokens declared than the sequence holds beyond its patches: only the extra ones are dropped.
+    assert pooled_outputs({"last_hidden_state": hidden[:, 1:4]}, num_patches=2, num_suffix_tokens=3)["pooled"] == 2.0
+    # Without a declared suffix every extra token counts as a prefix (ViT's [CLS] first layout).
+    assert pooled_outputs({"last_hidden_state": hidden}, num_patches=2)["pooled"].item() == -60.0
+
+
+def test_multimae_pooled_is_the_mean_patch_token_without_its_trailing_global_token():
+    config = MultiMAEConfig.from_preset("tiny", num_global_tokens=2).select_modalities(["rgb"])
+    assert suffix_token_count(config) == 2 and suffix_token_count(ITPNConfig.from_preset("itpn-tiny-test")) == 0
+    model = MultiMAEForPreTraining(config).eval()
+    pixels = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        outputs = model.base_model(pixel_values=pixels, output_hidden_states=True)
+    tokens = outputs.last_hidden_state
+    assert tokens.shape[1] == 16 + 2  # 4x4 patches, then the global tokens
+    features = extract_features(model, pixels, intermediate=True)
+    torch.testing.assert_close(features["pooled"], tokens[:, :16].mean(dim=1))
+    assert not torch.allclose(features["pooled"], tokens[:, 2:].mean(dim=1), atol=1e-4)  # the old prefix reading
+    for index, hidden in enumerate(outputs.hidden_states):
+        torch.testing.assert_close(features[f"hidden_states.{index}"], hidden[:, :16].mean(dim=1))
 
 
 def _itpn():
