@@ -48,6 +48,7 @@ from hf_unified_pretrain.data import (
     pil_to_normalized_tensor,
     sample_resized_crop_box,
 )
+from hf_unified_pretrain.data.two_view import color_jitter
 from hf_unified_pretrain.masking import block_mix_sources, mix_soft_labels, source_fractions
 from hf_unified_pretrain.models.m3i import M3I_PRESETS, M3IConfig, M3IForPreTraining
 from hf_unified_pretrain.models.registry import image_processor_for
@@ -86,14 +87,41 @@ class M3IArguments:
         default=None,
         metadata={"help": "Feature cells of each input taken from its partner (default: a quarter; 0 = no mixing)."},
     )
+    color_jitter_probability: float = field(
+        default=0.0,
+        metadata={"help": "Probability of a colour jitter (brightness/contrast/saturation 0.4, hue 0.1) per view."},
+    )
+    grayscale_probability: float = field(default=0.0, metadata={"help": "Probability of a gray view (per view)."})
+
+    def __post_init__(self) -> None:
+        for name in ("color_jitter_probability", "grayscale_probability"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"--{name} must be in [0, 1], got {getattr(self, name)}.")
 
 
-def _view(image: Image.Image, size: int, scale: tuple[float, float], rng: SeededRandomness, mean, std):
+JITTER_STRENGTHS = (0.4, 0.4, 0.4, 0.1)  # brightness, contrast, saturation, hue (the SimCLR/MoCo family's)
+
+
+def _view(
+    image: Image.Image,
+    size: int,
+    scale: tuple[float, float],
+    rng: SeededRandomness,
+    mean,
+    std,
+    jitter_probability: float = 0.0,
+    grayscale_probability: float = 0.0,
+):
     top, left, height, width = sample_resized_crop_box(image.height, image.width, scale, (3 / 4, 4 / 3), rng)
     flip = rng.bernoulli(0.5)
     crop = image.crop((left, top, left + width, top + height)).resize((size, size), Image.BICUBIC)
     if flip:
         crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+    # photometric changes leave the geometry (and so the relative position of the views) untouched
+    if jitter_probability > 0 and rng.bernoulli(jitter_probability):
+        crop = color_jitter(crop, *JITTER_STRENGTHS, rng)
+    if grayscale_probability > 0 and rng.bernoulli(grayscale_probability):
+        crop = crop.convert("L").convert("RGB")
     return pil_to_normalized_tensor(crop, mean, std), (top, left, height, width, flip)
 
 
@@ -114,16 +142,30 @@ def relative_geometry(box_1: tuple, box_2: tuple) -> torch.Tensor:
 
 
 class M3ITransform:
-    """RGB image → `pixel_values` (view 1), `pixel_values_2` (view 2), `relative_geometry` (6,)."""
+    """RGB image → `pixel_values` (view 1), `pixel_values_2` (view 2), `relative_geometry` (6,).
 
-    def __init__(self, image_size: int, mean, std, crop_min_scale: float = 0.2, seed: int | None = None) -> None:
+    Each view is a random resized crop with its own flip and, optionally, its own colour jitter / grayscale (without
+    them two views of one image can be matched by their colours alone).
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        mean,
+        std,
+        crop_min_scale: float = 0.2,
+        seed: int | None = None,
+        color_jitter_probability: float = 0.0,
+        grayscale_probability: float = 0.0,
+    ) -> None:
         self.image_size, self.mean, self.std = image_size, mean, std
         self.scale = (crop_min_scale, 1.0)
+        self.photometric = (color_jitter_probability, grayscale_probability)
         self.rng = SeededRandomness(seed)
 
     def __call__(self, image: Image.Image) -> dict[str, torch.Tensor]:
-        view_1, box_1 = _view(image, self.image_size, self.scale, self.rng, self.mean, self.std)
-        view_2, box_2 = _view(image, self.image_size, self.scale, self.rng, self.mean, self.std)
+        view_1, box_1 = _view(image, self.image_size, self.scale, self.rng, self.mean, self.std, *self.photometric)
+        view_2, box_2 = _view(image, self.image_size, self.scale, self.rng, self.mean, self.std, *self.photometric)
         return {"pixel_values": view_1, "pixel_values_2": view_2, "relative_geometry": relative_geometry(box_1, box_2)}
 
 
@@ -250,7 +292,12 @@ def setup(args: list[str] | None = None) -> SimpleNamespace:
 
     image_processor = image_processor_for(config.backbone_config)
     transform = M3ITransform(
-        config.image_size, image_processor.image_mean, image_processor.image_std, data_args.crop_min_scale
+        config.image_size,
+        image_processor.image_mean,
+        image_processor.image_std,
+        data_args.crop_min_scale,
+        color_jitter_probability=m3i_args.color_jitter_probability,
+        grayscale_probability=m3i_args.grayscale_probability,
     )
     keep = [column for column in (m3i_args.label_column, m3i_args.caption_column) if column]
     datasets, skipped = attach_transforms(raw, transform, transform, keep_columns=keep)

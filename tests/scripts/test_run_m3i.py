@@ -201,3 +201,36 @@ def test_labels_come_from_the_class_folders_and_config_overrides_reach_the_model
     with torch.no_grad():
         losses = trainer.model.train()(**batch).losses
     assert set(losses) == {"intra_view", "classification"}
+
+
+def test_photometric_augmentation_per_view_is_optional_and_leaves_geometry_alone():
+    from PIL import Image
+
+    script = load_script("run_m3i")
+    mean, std = torch.tensor([0.4, 0.5, 0.6]), torch.tensor([0.2, 0.25, 0.3])
+    image = Image.new("RGB", (40, 40), (200, 60, 30))
+    colour = torch.tensor([200, 60, 30]) / 255
+
+    def pixels(view):  # back to [0, 1] RGB
+        return view * std[:, None, None] + mean[:, None, None]
+
+    plain = script["M3ITransform"](16, mean.tolist(), std.tolist(), seed=0)(image)
+    for key in ("pixel_values", "pixel_values_2"):  # no photometric change by default: the colour survives
+        torch.testing.assert_close(pixels(plain[key]), colour[:, None, None].expand(3, 16, 16), atol=2e-3, rtol=0)
+    gray = script["M3ITransform"](16, mean.tolist(), std.tolist(), seed=0, grayscale_probability=1.0)(image)
+    for key in ("pixel_values", "pixel_values_2"):
+        rgb = pixels(gray[key])
+        torch.testing.assert_close(rgb[0], rgb[1], atol=2e-3, rtol=0)
+        torch.testing.assert_close(rgb[1], rgb[2], atol=2e-3, rtol=0)
+    jittered = script["M3ITransform"](16, mean.tolist(), std.tolist(), seed=0, color_jitter_probability=1.0)(image)
+    first, second = (pixels(jittered[key]).mean(dim=(1, 2)) for key in ("pixel_values", "pixel_values_2"))
+    assert (first - colour).abs().max() > 0.02 and (first - second).abs().max() > 0.02  # each view its own jitter
+    # the relative geometry still describes the crops: a uniform image's views are whole-image crops at scale 1
+    whole = script["M3ITransform"](16, mean.tolist(), std.tolist(), crop_min_scale=1.0, seed=0,
+                                   color_jitter_probability=1.0, grayscale_probability=0.5)(image)  # fmt: skip
+    torch.testing.assert_close(whole["relative_geometry"][:4], torch.tensor([0.0, 0.0, 1.0, 1.0]))
+
+
+def test_photometric_probabilities_are_checked():
+    with pytest.raises(ValueError, match="color_jitter_probability must be in"):
+        load_script("run_m3i")["M3IArguments"](color_jitter_probability=1.5)
