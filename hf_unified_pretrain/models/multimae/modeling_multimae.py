@@ -120,6 +120,17 @@ def _resize_table(table: torch.Tensor, grid_size: tuple[int, int], mode: str) ->
     return table.flatten(2).transpose(1, 2)
 
 
+def _visible_patches(values: torch.Tensor, patch: int, sample: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+    """The p x p patches of (B, C, H, W) values (or (B, H, W) labels) at (sample, token) pairs -> (R, C, p, p) (or
+    (R, p, p)): only the selected patches are copied."""
+    grid_w = values.shape[-1] // patch
+    row, col = token // grid_w, token % grid_w
+    if values.dim() == 3:
+        return values.reshape(values.shape[0], -1, patch, grid_w, patch)[sample, row, :, col]
+    batch, channels = values.shape[:2]
+    return values.reshape(batch, channels, -1, patch, grid_w, patch)[sample, :, row, :, col]
+
+
 class MultiMAEPatchEmbeddings(nn.Module):
     """Input adapter of an image or depth modality: p x p patches -> tokens, plus the fixed sin-cos positions
     (bicubic-resized for other resolutions, as the original)."""
@@ -141,6 +152,14 @@ class MultiMAEPatchEmbeddings(nn.Module):
         grid = (values.shape[-2] // self.patch_size, values.shape[-1] // self.patch_size)
         return tokens + _resize_table(self.position_embeddings, grid, "bicubic").to(tokens.dtype)
 
+    def embed_visible(self, values: torch.Tensor, sample: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+        """Tokens of the patches at (sample, token) pairs only, (R,) each -> (R, C): `forward(values)[sample, token]`
+        without projecting the patches the encoder drops."""
+        patches = _visible_patches(values, self.patch_size, sample, token).flatten(1)
+        tokens = F.linear(patches, self.projection.weight.flatten(1), self.projection.bias)
+        grid = (values.shape[-2] // self.patch_size, values.shape[-1] // self.patch_size)
+        return tokens + _resize_table(self.position_embeddings, grid, "bicubic")[0, token].to(tokens.dtype)
+
 
 class MultiMAESegmentationEmbeddings(nn.Module):
     """Input adapter of a semantic map: a learned class embedding per pixel, p x p patches of it -> tokens, plus the
@@ -158,13 +177,25 @@ class MultiMAESegmentationEmbeddings(nn.Module):
             torch.zeros(1, config.hidden_size, *config.grid_size), requires_grad=False
         )
 
-    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+    def _embed_labels(self, labels: torch.Tensor) -> torch.Tensor:
         ignored = labels == self.spec.ignore_index
         embedded = self.class_embeddings(labels.masked_fill(ignored, 0))
-        embedded = embedded.masked_fill(ignored.unsqueeze(-1), 0.0).permute(0, 3, 1, 2)
-        tokens = self.projection(embedded).flatten(2).transpose(1, 2)
+        return embedded.masked_fill(ignored.unsqueeze(-1), 0.0)
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        tokens = self.projection(self._embed_labels(labels).permute(0, 3, 1, 2)).flatten(2).transpose(1, 2)
         grid = (labels.shape[-2] // self.patch_size, labels.shape[-1] // self.patch_size)
         return tokens + _resize_table(self.position_embeddings, grid, "bilinear").to(tokens.dtype)
+
+    def embed_visible(self, labels: torch.Tensor, sample: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+        """Tokens of the patches at (sample, token) pairs only, (R,) each -> (R, C): `forward(labels)[sample, token]`
+        without embedding the pixels of dropped patches."""
+        embedded = self._embed_labels(_visible_patches(labels, self.patch_size, sample, token))  # (R, p, p, E)
+        tokens = F.linear(
+            embedded.permute(0, 3, 1, 2).flatten(1), self.projection.weight.flatten(1), self.projection.bias
+        )
+        grid = (labels.shape[-2] // self.patch_size, labels.shape[-1] // self.patch_size)
+        return tokens + _resize_table(self.position_embeddings, grid, "bilinear")[0, token].to(tokens.dtype)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -225,9 +256,11 @@ class MultiMAESelfAttention(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, **kwargs: Unpack[TransformersKwargs]):
         batch, length, _ = hidden_states.shape
-        qkv = self.qkv(hidden_states).reshape(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(hidden_states).reshape(batch, length, 3, self.num_heads, self.head_dim)
+        # unbind, not qkv[0]/qkv[1]/qkv[2]: indexing backpropagates three zero-filled full-size buffers.
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         output, weights = _attend(
-            self, qkv[0], qkv[1], qkv[2], self.config, self.config.attention_probs_dropout_prob, **kwargs
+            self, query, key, value, self.config, self.config.attention_probs_dropout_prob, **kwargs
         )
         return self.proj(output), weights
 
@@ -254,8 +287,8 @@ class MultiMAECrossAttention(nn.Module):
         batch, num_queries, _ = queries.shape
         query = self.q(queries).reshape(batch, num_queries, self.num_heads, self.head_dim).transpose(1, 2)
         key_value = self.kv(context).reshape(batch, context.shape[1], 2, self.num_heads, self.head_dim)
-        key_value = key_value.permute(2, 0, 3, 1, 4)
-        output, _ = _attend(self, query, key_value[0], key_value[1], self.config, 0.0)
+        key, value = key_value.permute(2, 0, 3, 1, 4).unbind(0)
+        output, _ = _attend(self, query, key, value, self.config, 0.0)
         return self.proj(output)
 
 
@@ -380,31 +413,39 @@ class MultiMAESpatialDecoder(nn.Module):
         """Encoder tokens (B, K + G, C) -> (B, C_task, h * p, w * p) prediction at the task's resolution."""
         context = self.proj_context(encoder_tokens)
         batch, num_visible, dim = context.shape[0], ids_keep.shape[1], context.shape[2]
-        num_tokens = ids_restore.shape[1]
         visible, global_tokens = context[:, :num_visible], context[:, num_visible:]
-        filled = torch.cat([visible, self.mask_token.expand(batch, num_tokens - num_visible, dim)], dim=1)
-        filled = gather_tokens(filled, ids_restore)
 
+        # (N, dim) task + position embedding of every concatenated token. Only the visible tokens (the context) and
+        # this task's own tokens (the queries) are ever read, so the full (B, N, dim) "filled" sequence of the
+        # original is never built: same values, a fraction of the copies.
         positions = _resize_table(self.position_embeddings, grid_size, "bilinear").to(context.dtype)
-        embeddings = []
+        table = []
         for name, count in layout:
             task_embedding = (
                 self.task_embeddings[name] if name in self.task_embeddings else context.new_zeros(1, 1, dim)
             )
-            embeddings.append((task_embedding + positions).expand(batch, count, dim))
-        filled = filled + torch.cat(embeddings, dim=1)
+            table.append((task_embedding + positions).expand(1, count, dim))
+        table = torch.cat(table, dim=1)[0]
 
         names = [name for name, _ in layout]
         if self.use_task_queries and self.source.name in names:
             start = sum(count for _, count in layout[: names.index(self.source.name)])
-            queries = filled[:, start : start + grid_size[0] * grid_size[1]]
+            count = grid_size[0] * grid_size[1]
+            # Where each of the task's tokens sits in [visible, masked] order: < K means visible.
+            restore = ids_restore[:, start : start + count]
+            if num_visible:
+                own = gather_tokens(visible, restore.clamp(max=num_visible - 1))
+                queries = torch.where((restore < num_visible).unsqueeze(-1), own, self.mask_token)
+            else:
+                queries = self.mask_token.expand(batch, count, dim)
+            queries = queries + table[start : start + count]
         else:
             queries = self.mask_token + positions
             if self.source.name in self.task_embeddings:
                 queries = queries + self.task_embeddings[self.source.name]
             queries = queries.expand(batch, -1, -1)
 
-        context = torch.cat([gather_tokens(filled, ids_keep), global_tokens], dim=1)
+        context = torch.cat([visible + table[ids_keep], global_tokens], dim=1)
         if self.cross_attention is not None:
             hidden_states = self.cross_attention(self.query_norm(queries), self.context_norm(context))
             hidden_states = hidden_states + self.mlp(self.out_norm(hidden_states))
@@ -732,6 +773,24 @@ class MultiMAEModel(MultiMAEPreTrainedModel):
             return torch.cat(parts, dim=1)
         return validate_bool_masked_pos(bool_masked_pos, batch, per_modality * len(inputs))
 
+    def embed_visible(self, inputs: dict[str, torch.Tensor], ids_keep: torch.Tensor) -> torch.Tensor:
+        """(B, K) indices into the concatenated tokens of `inputs` -> (B, K, C) those tokens, equal to gathering them
+        from the full embedding but projecting only the K kept patches per sample (the Dirichlet split makes the
+        count per modality differ between samples, so each modality embeds its kept (sample, token) pairs as one
+        flat batch and the rows are put back in `ids_keep` order)."""
+        grid = self.grid_size_of(inputs)
+        count = grid[0] * grid[1]
+        batch, num_keep = ids_keep.shape
+        modality = torch.div(ids_keep, count, rounding_mode="floor")
+        rows, slots = [], []
+        for index, (name, values) in enumerate(inputs.items()):
+            sample, slot = (modality == index).nonzero(as_tuple=True)
+            token = ids_keep[sample, slot] - index * count
+            rows.append(self.input_adapters[name].embed_visible(values, sample, token))
+            slots.append(sample * num_keep + slot)
+        order = torch.argsort(torch.cat(slots))
+        return torch.cat(rows)[order].reshape(batch, num_keep, self.config.hidden_size)
+
     # ---- forward --------------------------------------------------------------------------------------------------
 
     @merge_with_config_defaults
@@ -759,12 +818,13 @@ class MultiMAEModel(MultiMAEPreTrainedModel):
         """
         _check_kwargs(kwargs)
         inputs = self.collect_inputs(pixel_values, modalities)
-        tokens = torch.cat([self.input_adapters[name](values) for name, values in inputs.items()], dim=1)
         mask = ids_keep = ids_restore = None
-        if bool_masked_pos is not None:
-            mask = self.concat_mask(bool_masked_pos, inputs).to(tokens.device)
+        if bool_masked_pos is None:
+            tokens = torch.cat([self.input_adapters[name](values) for name, values in inputs.items()], dim=1)
+        else:
+            mask = self.concat_mask(bool_masked_pos, inputs).to(next(iter(inputs.values())).device)
             ids_keep, _, ids_restore = mask_to_ids(mask)
-            tokens = gather_tokens(tokens, ids_keep)
+            tokens = self.embed_visible(inputs, ids_keep)
         if self.global_tokens is not None:
             tokens = torch.cat([tokens, self.global_tokens.expand(tokens.shape[0], -1, -1).to(tokens.dtype)], dim=1)
         hidden_states = self.encoder(tokens, **kwargs)
