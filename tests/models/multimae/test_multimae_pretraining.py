@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from huggingface_hub.errors import StrictDataclassError
 
-from hf_unified_pretrain.masking import dirichlet_multimodal_mask
+from hf_unified_pretrain.masking import dirichlet_multimodal_mask, mask_to_ids
 from hf_unified_pretrain.models.multimae import (
     ModalitySpec,
     MultiMAEBackbone,
@@ -139,6 +139,50 @@ def test_encoder_sees_only_the_visible_tokens_plus_global_tokens_last():
         again = model(modalities=changed, bool_masked_pos=masks)
     for task in outputs.logits:
         torch.testing.assert_close(again.logits[task], outputs.logits[task])
+
+
+def test_masked_encoder_embeds_only_kept_patches_equal_to_gathering_the_full_embedding():
+    # Per-sample splits differ across modalities (one sample keeps no semseg token), grid is non-square, an ignored
+    # label sits in a kept semseg patch: the kept-patch path must give the same tokens and the same adapter gradients
+    # as embedding everything and gathering.
+    config = tiny_config()
+    model = MultiMAEModel(config).eval()
+    height, width = IMAGE, IMAGE + 2 * PATCH
+    generator = torch.Generator().manual_seed(3)
+    data = {
+        "rgb": torch.randn(BATCH, 3, height, width, generator=generator),
+        "depth": torch.randn(BATCH, 1, height, width, generator=generator),
+        "semseg": torch.randint(0, CLASSES, (BATCH, height // 4, width // 4), generator=generator),
+    }
+    data["semseg"][:, :2, :2] = 255
+    count = (height // PATCH) * (width // PATCH)
+    keep = {
+        "rgb": [[0, 3, 7], [1], [5, 6, 9, 11]],
+        "depth": [[2, 4], [0, 8, 10, 11], [1, 2, 23]],
+        "semseg": [[0, 9], [3, 17], []],
+    }
+    masks = {name: torch.ones(BATCH, count, dtype=torch.bool) for name in keep}
+    for name, rows in keep.items():
+        for row, ids in enumerate(rows):
+            masks[name][row, ids] = False
+    concatenated = model.concat_mask(masks, data)
+    ids_keep = mask_to_ids(concatenated).ids_keep
+
+    kept = model.embed_visible(data, ids_keep)
+    full = torch.cat([model.input_adapters[name](values) for name, values in data.items()], dim=1)
+    gathered = full.gather(1, ids_keep[..., None].expand(-1, -1, full.shape[-1]))
+    torch.testing.assert_close(kept, gathered, atol=1e-5, rtol=1e-4)
+
+    weights = torch.randn(kept.shape, generator=generator)
+    adapters = list(model.input_adapters.parameters())
+    adapters = [parameter for parameter in adapters if parameter.requires_grad]
+    kept_grads = torch.autograd.grad((model.embed_visible(data, ids_keep) * weights).sum(), adapters)
+    gathered = torch.cat([model.input_adapters[name](values) for name, values in data.items()], dim=1)
+    gathered = gathered.gather(1, ids_keep[..., None].expand(-1, -1, full.shape[-1]))
+    full_grads = torch.autograd.grad((gathered * weights).sum(), adapters)
+    for kept_grad, full_grad in zip(kept_grads, full_grads):
+        torch.testing.assert_close(kept_grad, full_grad, atol=1e-5, rtol=1e-4)
+    assert all(grad.abs().sum() > 0 for grad in kept_grads)
 
 
 def test_unequal_visible_counts_are_rejected_with_the_fix():
