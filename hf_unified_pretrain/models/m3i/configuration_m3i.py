@@ -101,6 +101,8 @@ class M3IConfig(PreTrainedConfig):
         inter_view_loss_weight: Dense prediction of the EMA features of the other view, the predictor's queries
             carrying that view's relative geometry (offset, scale, flip).
         classification_loss_weight: Cross-entropy of a linear head on the pooled features with (mixed) labels.
+        classifier_layer_norm: LayerNorm the pooled features before the category head's linear layer (a linear
+            layer on the raw mean of the last stage trains the backbone far worse).
         image_text_loss_weight: CLIP-style contrast of pooled image features with a frozen text encoder's features
             (trainable projections on both sides, negatives gathered across processes).
             A weight of 0 switches the term off (no head is built and no input is needed for it).
@@ -135,6 +137,7 @@ class M3IConfig(PreTrainedConfig):
     inter_view_loss_weight: float | int = 1.0
     classification_loss_weight: float | int = 1.0
     image_text_loss_weight: float | int = 1.0
+    classifier_layer_norm: bool = True
     projection_dim: int = 512
     text_hidden_size: int = 768
     logit_scale_init_value: float | int = 2.6592

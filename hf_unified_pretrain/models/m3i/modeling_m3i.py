@@ -186,6 +186,25 @@ class M3IPredictor(nn.Module):
         return self.head(self.norm(hidden[:, context.shape[1] :]))
 
 
+class M3IClassificationHead(nn.Module):
+    """Category head on the pooled features: LayerNorm (`classifier_layer_norm`) then a linear layer.
+
+    The norm matters: a backbone's last-stage features are an un-normalised residual stream (InternImage's own
+    classifier normalises them in its conv head), and a linear layer on their raw mean trains the backbone poorly.
+    """
+
+    def __init__(self, config: M3IConfig, channels: int) -> None:
+        super().__init__()
+        self.norm = (
+            nn.LayerNorm(channels, eps=config.layer_norm_eps) if config.classifier_layer_norm else nn.Identity()
+        )
+        self.dense = nn.Linear(channels, config.num_labels)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, C) pooled features → (B, num_labels) logits."""
+        return self.dense(self.norm(pooled))
+
+
 class M3IPreTrainedModel(PreTrainedModel):
     config_class = M3IConfig
     base_model_prefix = "m3i"
@@ -283,7 +302,7 @@ class M3IForPreTraining(TeacherHolderMixin, M3IPreTrainedModel):
         channels = self.m3i.backbone.channels[0]
         dense = weights["intra_view"] > 0 or weights["inter_view"] > 0
         self.predictor = M3IPredictor(config) if dense else None
-        self.classifier = nn.Linear(channels, config.num_labels) if weights["classification"] > 0 else None
+        self.classifier = M3IClassificationHead(config, channels) if weights["classification"] > 0 else None
         if weights["image_text"] > 0:
             self.image_projection = nn.Linear(channels, config.projection_dim)
             self.text_projection = nn.Linear(config.text_hidden_size, config.projection_dim)
@@ -532,6 +551,7 @@ def mixed_image_text_loss(
 
 
 __all__ = [
+    "M3IClassificationHead",
     "M3IForPreTraining",
     "M3IForPreTrainingOutput",
     "M3IModel",

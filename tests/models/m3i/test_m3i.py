@@ -110,6 +110,28 @@ def test_classification_alone_is_supervised_cross_entropy(preset):
     assert model.predictor is None and model.image_projection is None
 
 
+def test_category_head_normalises_the_pooled_features():
+    # LayerNorm then linear: logits ignore a per-image shift and scale of the pooled features; without the norm
+    # (classifier_layer_norm=False) the head is the bare linear layer.
+    model = _model("tiny", **{**OFF, "classification_loss_weight": 1.0})
+    head = model.classifier
+    with torch.no_grad():
+        head.norm.weight.uniform_(0.5, 1.5)
+        head.norm.bias.uniform_(-0.2, 0.2)
+    pooled = torch.randn(3, model.m3i.backbone.channels[0])
+    shifted = pooled * torch.tensor([[2.0], [0.3], [5.0]]) + torch.tensor([[1.0], [-4.0], [0.5]])
+    torch.testing.assert_close(head(shifted), head(pooled), atol=1e-4, rtol=1e-4)
+    expected = F.linear(
+        F.layer_norm(pooled, pooled.shape[-1:], head.norm.weight, head.norm.bias, model.config.layer_norm_eps),
+        head.dense.weight,
+        head.dense.bias,
+    )
+    torch.testing.assert_close(head(pooled), expected)
+    bare = _model("tiny", **{**OFF, "classification_loss_weight": 1.0, "classifier_layer_norm": False}).classifier
+    torch.testing.assert_close(bare(pooled), F.linear(pooled, bare.dense.weight, bare.dense.bias))
+    assert not torch.allclose(bare(shifted), bare(pooled), atol=1e-2)
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 def test_image_text_alone_is_clip_contrastive(preset):
     model = _model(preset, **{**OFF, "image_text_loss_weight": 1.0})
