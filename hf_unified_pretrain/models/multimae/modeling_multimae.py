@@ -257,8 +257,9 @@ class MultiMAESelfAttention(nn.Module):
     def forward(self, hidden_states: torch.Tensor, **kwargs: Unpack[TransformersKwargs]):
         batch, length, _ = hidden_states.shape
         qkv = self.qkv(hidden_states).reshape(batch, length, 3, self.num_heads, self.head_dim)
-        # unbind, not qkv[0]/qkv[1]/qkv[2]: indexing backpropagates three zero-filled full-size buffers.
-        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        # unbind, not qkv[0]/qkv[1]/qkv[2] (indexing backpropagates three zero-filled full-size buffers), and along
+        # the (B, T, 3, heads, d) layout, so the backward stacks the gradients straight into the Linear's layout.
+        query, key, value = (part.transpose(1, 2) for part in qkv.unbind(2))
         output, weights = _attend(
             self, query, key, value, self.config, self.config.attention_probs_dropout_prob, **kwargs
         )
@@ -287,7 +288,7 @@ class MultiMAECrossAttention(nn.Module):
         batch, num_queries, _ = queries.shape
         query = self.q(queries).reshape(batch, num_queries, self.num_heads, self.head_dim).transpose(1, 2)
         key_value = self.kv(context).reshape(batch, context.shape[1], 2, self.num_heads, self.head_dim)
-        key, value = key_value.permute(2, 0, 3, 1, 4).unbind(0)
+        key, value = (part.transpose(1, 2) for part in key_value.unbind(2))
         output, _ = _attend(self, query, key, value, self.config, 0.0)
         return self.proj(output)
 
