@@ -100,9 +100,10 @@ class M3IConfig(PreTrainedConfig):
         intra_view_loss_weight: Dense prediction of the EMA features of the same (unmasked) view at masked cells.
         inter_view_loss_weight: Dense prediction of the EMA features of the other view, the predictor's queries
             carrying that view's relative geometry (offset, scale, flip).
-        classification_loss_weight: Cross-entropy of a linear head on the pooled features with (mixed) labels.
-        classifier_layer_norm: LayerNorm the pooled features before the category head's linear layer (a linear
-            layer on the raw mean of the last stage trains the backbone far worse).
+        classification_loss_weight: Cross-entropy of the category head with (mixed) labels.
+        classifier_hidden_ratio: Category head: per-token linear expansion to this multiple of the backbone width
+            + BatchNorm + GELU, mean over tokens, linear classifier (InternImage's head, `cls_scale` 1.5); 0 = a
+            linear layer on the mean of the tokens.
         image_text_loss_weight: CLIP-style contrast of pooled image features with a frozen text encoder's features
             (trainable projections on both sides, negatives gathered across processes).
             A weight of 0 switches the term off (no head is built and no input is needed for it).
@@ -137,7 +138,7 @@ class M3IConfig(PreTrainedConfig):
     inter_view_loss_weight: float | int = 1.0
     classification_loss_weight: float | int = 1.0
     image_text_loss_weight: float | int = 1.0
-    classifier_layer_norm: bool = True
+    classifier_hidden_ratio: float | int = 1.5
     projection_dim: int = 512
     text_hidden_size: int = 768
     logit_scale_init_value: float | int = 2.6592
@@ -177,6 +178,10 @@ class M3IConfig(PreTrainedConfig):
             raise ValueError(
                 f"M3IConfig.num_masking_patches must be in [0, {cells}) for a {self.image_size}px input at stride "
                 f"{self.feature_stride}, got {self.num_masking_patches}."
+            )
+        if self.classifier_hidden_ratio < 0:
+            raise ValueError(
+                f"M3IConfig.classifier_hidden_ratio must be >= 0 (0 = a linear head), got {self.classifier_hidden_ratio}."
             )
         if self.ema_schedule not in ("constant", "cosine"):
             raise ValueError(f"M3IConfig.ema_schedule must be 'constant' or 'cosine', got {self.ema_schedule!r}.")

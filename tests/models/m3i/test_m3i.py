@@ -103,33 +103,33 @@ def test_classification_alone_is_supervised_cross_entropy(preset):
     model = _model(preset, **{**OFF, "classification_loss_weight": 0.7})
     inputs = _inputs(model.config)
     out = model(pixel_values=inputs["pixel_values"], labels=inputs["labels"])
-    pooled = model.m3i(inputs["pixel_values"]).pooler_output  # no masking when no dense term is on
-    expected = F.cross_entropy(model.classifier(pooled), inputs["labels"])
+    tokens = model.m3i(inputs["pixel_values"]).last_hidden_state  # no masking when no dense term is on
+    expected = F.cross_entropy(model.classifier(tokens), inputs["labels"])
     torch.testing.assert_close(out.losses["classification"], expected)
     torch.testing.assert_close(out.loss, 0.7 * expected)
     assert model.predictor is None and model.image_projection is None
 
 
-def test_category_head_normalises_the_pooled_features():
-    # LayerNorm then linear: logits ignore a per-image shift and scale of the pooled features; without the norm
-    # (classifier_layer_norm=False) the head is the bare linear layer.
-    model = _model("tiny", **{**OFF, "classification_loss_weight": 1.0})
+def test_category_head_is_internimage_style_on_tokens():
+    # per token: linear expansion (no bias) + BatchNorm (batch statistics in training) + GELU; mean; linear.
+    model = _model("tiny", **{**OFF, "classification_loss_weight": 1.0}).train()
     head = model.classifier
+    channels = model.m3i.backbone.channels[0]
+    assert head.expand.weight.shape == (round(1.5 * channels), channels) and head.expand.bias is None
     with torch.no_grad():
         head.norm.weight.uniform_(0.5, 1.5)
         head.norm.bias.uniform_(-0.2, 0.2)
-    pooled = torch.randn(3, model.m3i.backbone.channels[0])
-    shifted = pooled * torch.tensor([[2.0], [0.3], [5.0]]) + torch.tensor([[1.0], [-4.0], [0.5]])
-    torch.testing.assert_close(head(shifted), head(pooled), atol=1e-4, rtol=1e-4)
-    expected = F.linear(
-        F.layer_norm(pooled, pooled.shape[-1:], head.norm.weight, head.norm.bias, model.config.layer_norm_eps),
-        head.dense.weight,
-        head.dense.bias,
-    )
-    torch.testing.assert_close(head(pooled), expected)
-    bare = _model("tiny", **{**OFF, "classification_loss_weight": 1.0, "classifier_layer_norm": False}).classifier
-    torch.testing.assert_close(bare(pooled), F.linear(pooled, bare.dense.weight, bare.dense.bias))
-    assert not torch.allclose(bare(shifted), bare(pooled), atol=1e-2)
+    tokens = torch.randn(3, 4, channels) * 2 + 1
+    hidden = tokens.reshape(12, channels) @ head.expand.weight.T
+    mean, var = hidden.mean(0), hidden.var(0, unbiased=False)
+    normed = (hidden - mean) / torch.sqrt(var + head.norm.eps) * head.norm.weight + head.norm.bias
+    pooled = F.gelu(normed).view(3, 4, -1).mean(1)
+    torch.testing.assert_close(head(tokens), pooled @ head.dense.weight.T + head.dense.bias, atol=1e-5, rtol=1e-4)
+    linear = _model("tiny", **{**OFF, "classification_loss_weight": 1.0, "classifier_hidden_ratio": 0}).classifier
+    assert linear.expand is None
+    torch.testing.assert_close(linear(tokens), F.linear(tokens.mean(1), linear.dense.weight, linear.dense.bias))
+    with pytest.raises(ValueError, match="classifier_hidden_ratio must be >= 0"):
+        M3IConfig.from_preset("tiny", classifier_hidden_ratio=-1)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -261,7 +261,7 @@ def test_mixed_labels_are_area_weighted_and_targets_follow_the_source():
     soft[0, 0], soft[0, 3] = 0.75, 0.25  # labels 0 (self) and 3 (partner 1)
     soft[1, 3] = 1.0
     soft[2, 1], soft[2, 0] = 0.25, 0.75
-    logits = model.classifier(model.m3i(inputs["pixel_values"]).pooler_output)
+    logits = model.classifier(model.m3i(inputs["pixel_values"]).last_hidden_state)
     expected = -(soft * F.log_softmax(logits, -1)).sum(-1).mean()
     torch.testing.assert_close(out.losses["classification"], expected)
 
