@@ -290,66 +290,130 @@ def _scatter_to_table(grad: torch.Tensor, plan: _SamplingPlan) -> torch.Tensor:
     return grad_table
 
 
-class _DCNv3Function(torch.autograd.Function):
-    """Deformable sampling as a gather (forward) and its exact transpose (backward), both on one sampling plan.
+def _table_geometry(value_shape: torch.Size | tuple[int, ...], group: int) -> tuple[tuple[int, int, int, int], int]:
+    """Row steps of the four corners after the top-left one, and the row count of the padded table."""
+    batch, height, width, _ = value_shape
+    cols = width + 2 * _BORDER
+    return (0, group, cols * group, (cols + 1) * group), batch * (height + 2 * _BORDER) * cols * group
 
-    Forward: `embedding_bag` over the zero-padded channels-last map (see `_gather`), mask folded into the bilinear
-    weights. Backward reuses the forward's plan: the value gradient is the transposed gather (`_scatter_to_table`),
-    and the mask and offset gradients come from the four corner dot products <grad, corner row> per sample
-    (`_corner_dots`) through the bilinear formula, so no sample tensor of size (samples, C/G) is ever built. Saved for
-    backward: the padded table, the plan's indices, weights, fractions and mask.
-    """
 
-    @staticmethod
-    def forward(ctx, value, offset, mask, group, kernel_size, stride, padding, dilation, offset_scale, remove_center):
-        batch, height_out, width_out, _ = offset.shape
-        plan = _sampling_plan(
-            value.shape, offset, mask, group, kernel_size, stride, padding, dilation, offset_scale, remove_center
-        )
-        table = _padded_table(value, group)
-        output = _gather(table, plan)
-        ctx.save_for_backward(table, plan.top_left, plan.weights, plan.fraction, plan.mask)
-        ctx.config = (group, offset_scale, value.shape, offset.dtype, mask.dtype, plan.corner_steps, plan.table_rows)
-        return output.view(batch, height_out, width_out, value.shape[-1])
+# The core is two custom operators (forward, backward) joined by a registered autograd formula: eagerly that is what an
+# autograd.Function would be, and `torch.compile` sees two opaque calls with known output shapes, so it compiles the
+# model around them (norms, activations, permutes, projections) with no graph break. Inductor's own version of the
+# gather (indexed loads + sum, backward derived by AOTAutograd) measured slower than these kernels.
+@torch.library.custom_op("hf_unified_pretrain::dcnv3_forward", mutates_args=())
+def _dcnv3_forward(
+    value: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    group: int,
+    kernel_size: list[int],
+    stride: list[int],
+    padding: list[int],
+    dilation: list[int],
+    offset_scale: float,
+    remove_center: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Output (N, H_out, W_out, C) and the plan the backward needs: top-left rows, corner weights, fractions."""
+    batch, height_out, width_out, _ = offset.shape
+    plan = _sampling_plan(
+        value.shape, offset, mask, group, tuple(kernel_size), stride, padding, dilation, offset_scale, remove_center
+    )
+    output = _gather(_padded_table(value, group), plan)
+    return output.view(batch, height_out, width_out, value.shape[-1]), plan.top_left, plan.weights, plan.fraction
 
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_output):
-        table, top_left, weights, fraction, mask = ctx.saved_tensors
-        group, offset_scale, value_shape, offset_dtype, mask_dtype, steps, table_rows = ctx.config
-        plan = _SamplingPlan(top_left, weights, fraction, mask, steps, table_rows)
-        batch, height, width, channels = value_shape
-        grad = grad_output.reshape(-1, channels // group).float()
-        needs_value, needs_offset, needs_mask = ctx.needs_input_grad[:3]
-        grad_value = grad_offset = grad_mask = None
-        if needs_value:
-            grad_table = _scatter_to_table(grad, plan)
-            rows, cols = height + 2 * _BORDER, width + 2 * _BORDER
-            grad_value = grad_table.view(batch, rows, cols, channels)[:, _BORDER:-_BORDER, _BORDER:-_BORDER]
-            grad_value = grad_value.to(table.dtype, memory_format=torch.contiguous_format)
-        if needs_offset or needs_mask:
-            dots = _corner_dots(table.float(), grad, plan)
-            sample_shape = fraction.shape[:-1]
-            dots = [dot.view(sample_shape) for dot in dots]
-            fraction_x, fraction_y = fraction[..., 0], fraction[..., 1]
-            # d/dfx of the bilinear sum: (1 - fy) (d01 - d00) + fy (d11 - d10); the y rows likewise.
-            # In place on the four dot buffers (fresh buffers cost page faults):
-            along_x_low = dots[1].sub_(dots[0])  # d01 - d00
-            along_x_high = dots[3].sub_(dots[2])  # d11 - d10
-            low = dots[0].addcmul_(fraction_x, along_x_low)  # the sample's dot along the y = 0 row
-            along_y = dots[2].addcmul_(fraction_x, along_x_high).sub_(low)  # y = 1 row minus y = 0 row
-            if needs_mask:
-                grad_mask = low.addcmul_(fraction_y, along_y).view(*sample_shape[:3], -1).to(mask_dtype)
-            if needs_offset:
-                along_x = along_x_low.addcmul_(fraction_y, along_x_high.sub_(along_x_low))
-                mask = mask.view(sample_shape)
-                grad_offset = torch.empty(fraction.shape, device=grad.device)
-                torch.mul(along_x, mask, out=grad_offset[..., 0])
-                torch.mul(along_y, mask, out=grad_offset[..., 1])
-                if offset_scale != 1.0:
-                    grad_offset.mul_(offset_scale)
-                grad_offset = grad_offset.view(*sample_shape[:3], -1).to(offset_dtype)
-        return grad_value, grad_offset, grad_mask, None, None, None, None, None, None, None
+
+@_dcnv3_forward.register_fake
+def _dcnv3_forward_fake(
+    value, offset, mask, group, kernel_size, stride, padding, dilation, offset_scale, remove_center
+):
+    batch, height_out, width_out, _ = offset.shape
+    points = kernel_size[0] * kernel_size[1] - int(remove_center)
+    bags = batch * height_out * width_out * group
+    _, table_rows = _table_geometry(value.shape, group)
+    index_dtype = torch.int32 if table_rows < 2**31 else torch.int64
+    return (
+        value.new_empty(batch, height_out, width_out, value.shape[-1]),
+        offset.new_empty(bags, points, dtype=index_dtype),
+        offset.new_empty(4, bags, points, dtype=torch.float32),
+        offset.new_empty(batch, height_out, width_out, group, points, 2, dtype=torch.float32),
+    )
+
+
+@torch.library.custom_op("hf_unified_pretrain::dcnv3_backward", mutates_args=())
+def _dcnv3_backward(
+    grad_output: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor,
+    top_left: torch.Tensor,
+    weights: torch.Tensor,
+    fraction: torch.Tensor,
+    group: int,
+    offset_scale: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of value (its dtype), offset and mask (float32), all from the forward's plan.
+
+    The value gradient is the transposed gather (`_scatter_to_table`); the mask and offset gradients come from the
+    four corner dot products <grad, corner row> per sample (`_corner_dots`) through the bilinear formula, so no
+    sample tensor of size (samples, C/G) is ever built."""
+    batch, height, width, channels = value.shape
+    steps, table_rows = _table_geometry(value.shape, group)
+    sample_shape = fraction.shape[:-1]
+    plan = _SamplingPlan(top_left, weights, fraction, mask.float().reshape(top_left.shape), steps, table_rows)
+    grad = grad_output.reshape(-1, channels // group).float()
+    table = _padded_table(value, group)
+    grad_table = _scatter_to_table(grad, plan)
+    rows, cols = height + 2 * _BORDER, width + 2 * _BORDER
+    # One copy out of the padded table (`.to(memory_format=...)` would return the strided view itself).
+    grad_value = torch.empty(value.shape, dtype=value.dtype, device=value.device)
+    grad_value.copy_(grad_table.view(batch, rows, cols, channels)[:, _BORDER:-_BORDER, _BORDER:-_BORDER])
+    dots = [dot.view(sample_shape) for dot in _corner_dots(table.float(), grad, plan)]
+    fraction_x, fraction_y = fraction[..., 0], fraction[..., 1]
+    # d/dfx of the bilinear sum: (1 - fy) (d01 - d00) + fy (d11 - d10); the y rows likewise.
+    # In place on the four dot buffers (fresh buffers cost page faults):
+    along_x_low = dots[1].sub_(dots[0])  # d01 - d00
+    along_x_high = dots[3].sub_(dots[2])  # d11 - d10
+    low = dots[0].addcmul_(fraction_x, along_x_low)  # the sample's dot along the y = 0 row
+    along_y = dots[2].addcmul_(fraction_x, along_x_high).sub_(low)  # y = 1 row minus y = 0 row
+    along_x = along_x_low.addcmul_(fraction_y, along_x_high.sub_(along_x_low))
+    grad_mask = low.addcmul_(fraction_y, along_y).view(*sample_shape[:3], -1)
+    mask = plan.mask.view(sample_shape)
+    grad_offset = torch.empty(fraction.shape, device=grad.device)
+    torch.mul(along_x, mask, out=grad_offset[..., 0])
+    torch.mul(along_y, mask, out=grad_offset[..., 1])
+    if offset_scale != 1.0:
+        grad_offset.mul_(offset_scale)
+    return grad_value, grad_offset.view(*sample_shape[:3], -1), grad_mask
+
+
+@_dcnv3_backward.register_fake
+def _dcnv3_backward_fake(grad_output, value, mask, top_left, weights, fraction, group, offset_scale):
+    sample_shape = fraction.shape[:-1]
+    return (
+        torch.empty_like(value, memory_format=torch.contiguous_format),
+        fraction.new_empty(*sample_shape[:3], sample_shape[3] * sample_shape[4] * 2),
+        fraction.new_empty(*sample_shape[:3], sample_shape[3] * sample_shape[4]),
+    )
+
+
+def _dcnv3_setup_context(ctx, inputs, output) -> None:
+    value, offset, mask, group, _, _, _, _, offset_scale, _ = inputs
+    _, top_left, weights, fraction = output
+    ctx.mark_non_differentiable(top_left, weights, fraction)
+    ctx.save_for_backward(value, mask, top_left, weights, fraction)
+    ctx.config = (group, offset_scale, offset.dtype, mask.dtype)
+
+
+def _dcnv3_autograd_backward(ctx, grad_output, *_plan_grads):
+    value, mask, top_left, weights, fraction = ctx.saved_tensors
+    group, offset_scale, offset_dtype, mask_dtype = ctx.config
+    grad_value, grad_offset, grad_mask = _dcnv3_backward(
+        grad_output, value, mask, top_left, weights, fraction, group, offset_scale
+    )
+    return grad_value, grad_offset.to(offset_dtype), grad_mask.to(mask_dtype), None, None, None, None, None, None, None
+
+
+_dcnv3_forward.register_autograd(_dcnv3_autograd_backward, setup_context=_dcnv3_setup_context)
 
 
 def dcnv3_core(
@@ -402,9 +466,19 @@ def dcnv3_core(
         )
     # Explicit dtypes inside: coordinates/weights in float32, samples in value's dtype (bf16 under autocast).
     with torch.autocast(device_type=value.device.type, enabled=False):
-        return _DCNv3Function.apply(
-            value, offset, mask, group, (kernel_h, kernel_w), stride, padding, dilation, offset_scale, remove_center
+        output, *_ = _dcnv3_forward(
+            value,
+            offset,
+            mask,
+            group,
+            [kernel_h, kernel_w],
+            list(_pair(stride, "stride")),
+            list(_pair(padding, "padding")),
+            list(_pair(dilation, "dilation")),
+            float(offset_scale),
+            bool(remove_center),
         )
+        return output
 
 
 __all__ = ["dcnv3_core", "dcnv3_kernel_points", "dcnv3_sampling_locations"]
