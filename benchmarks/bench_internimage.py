@@ -14,6 +14,8 @@ Rows:
   t-fwd-{original,ours}: InternImage-T classifier, eval + no_grad, batch 8, 224 px.
   t-step-{original,ours}: train mode, cross-entropy, backward, AdamW (betas 0.9/0.999, default for-loop), batch 8.
   vitmae-base-sdpa-step: transformers ViTMAEForPreTraining (vit-mae-base config, mask 0.75), same step, batch 8.
+  t-fwd-ours-compiled, t-step-ours-compiled (only when named with --rows): our model under `torch.compile`
+      (inductor; the DCNv3 core stays two opaque custom ops), the optimizer eager; "build s" is then the compile time.
 
     python benchmarks/bench_internimage.py --rounds 1 --warmup 1 --steps 3
     python benchmarks/bench_internimage.py --rows core-s1-original core-s1-ours --rounds 3
@@ -84,28 +86,37 @@ def _internimage_t(implementation: str, train: bool):
     return model
 
 
-def build_forward(implementation: str):
+def build_forward(implementation: str, compile_model: bool = False):
     model = _internimage_t(implementation, train=False)
+    # compiled rows: inductor, static shapes; the first call (the compile) runs in the build, so the row's build
+    # seconds are the compile time
+    runner = torch.compile(model, dynamic=False) if compile_model else model
     pixel_values = torch.randn(BATCH, 3, 224, 224)
 
     def step():
         with torch.no_grad():
-            model(pixel_values)
+            runner(pixel_values)
 
+    if compile_model:
+        step()
     return step, BATCH
 
 
-def build_step(implementation: str):
+def build_step(implementation: str, compile_model: bool = False):
     model = _internimage_t(implementation, train=True)
+    runner = torch.compile(model, dynamic=False) if compile_model else model
+    # the same eager optimizer in every row
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, betas=(0.9, 0.999), weight_decay=0.05)
     pixel_values = torch.randn(BATCH, 3, 224, 224)
     labels = torch.randint(0, 1000, (BATCH,), generator=torch.Generator().manual_seed(1))
 
     def step():
-        model(pixel_values, labels=labels).loss.backward()
+        runner(pixel_values, labels=labels).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    if compile_model:
+        step()
     return step, BATCH
 
 
@@ -138,6 +149,13 @@ ROWS = [
     Row("t-step-original", lambda: build_step("original"), group="step"),
     Row("t-step-ours", lambda: build_step("ours"), group="step"),
 ]
+# Compiling InternImage-T takes minutes (7 for the forward on a loaded 2-core machine), so these rows only run when
+# named: --rows t-fwd-original t-fwd-ours t-fwd-ours-compiled ...
+COMPILED_ROWS = [
+    Row("t-fwd-ours-compiled", lambda: build_forward("ours", compile_model=True), group="fwd"),
+    Row("t-step-ours-compiled", lambda: build_step("ours", compile_model=True), group="step"),
+]
 
 if __name__ == "__main__":
-    main(ROWS, "InternImage: DCNv3 core and InternImage-T (batch 8, 224 px) vs the original algorithm")
+    rows = ROWS + [row for row in COMPILED_ROWS if "--row" in sys.argv or row.name in sys.argv]
+    main(rows, "InternImage: DCNv3 core and InternImage-T (batch 8, 224 px) vs the original algorithm")

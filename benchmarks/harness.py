@@ -80,9 +80,10 @@ def _run_child(script: str, name: str, warmup: int, steps: int, extra: Sequence[
 
 def _format_table(rows: Sequence[Row], results: dict[str, list[dict]]) -> str:
     header = (
-        "| row | img/s (median) | per-round medians | ms/step | peak RSS MB (Δ after import) | vs group reference |"
+        "| row | img/s (median) | per-round medians | ms/step | peak RSS MB (Δ after import) | vs group reference "
+        "| build s |"
     )
-    lines = [header, "|" + "---|" * 6]
+    lines = [header, "|" + "---|" * 7]
     reference_speed: dict[str, float] = {}
     for row in rows:
         runs = results[row.name]
@@ -94,9 +95,11 @@ def _format_table(rows: Sequence[Row], results: dict[str, list[dict]]) -> str:
         ratio = speed / reference_speed[row.group]
         peak = max(run["peak_rss_mb"] for run in runs)
         delta = max(run["peak_rss_delta_mb"] for run in runs)
+        # build time (model construction; for compiled rows also the compile), median over rounds
+        build = statistics.median(run["build_seconds"] for run in runs)
         lines.append(
             f"| {row.name} | {speed:.2f} | {rounds} | {1000 * statistics.median(all_steps):.1f} | "
-            f"{peak:.0f} (+{delta:.0f}) | {ratio:.2f} |"
+            f"{peak:.0f} (+{delta:.0f}) | {ratio:.2f} | {build:.1f} |"
         )
     return "\n".join(lines)
 
