@@ -17,6 +17,9 @@ learned per-point weights (the "mask"). The original pure-PyTorch core runs `gri
   the mask and offset gradients come from the four <output gradient, corner row> dot products per sample, a sampled
   dense-dense product (`_corner_dots`), through the bilinear formula. Nothing of size (samples, C/group) is ever
   materialised. Devices without sparse CSR kernels take a materialising `index_add_` fallback.
+* Forward and backward are `torch.library` custom ops joined by a registered autograd formula (the forward returns
+  the plan, which the backward takes; the padded table is rebuilt from the saved input). `torch.compile` treats them
+  as two opaque calls with fake shapes and compiles the rest of a model around them without a graph break.
 
 Coordinates follow the original exactly: output position (i, j) samples kernel point (u, v) at
 `x = j * stride_w + (dilation_w * (kernel_w - 1)) // 2 - pad + (kx_u + offset_x) * offset_scale` (and likewise y), in
