@@ -113,6 +113,44 @@ class AMDIMIdentityInitConv2d(nn.Conv2d):
     """A 1x1 shortcut conv that starts near the identity: U(-0.01, 0.01) with ones on the diagonal (when it widens)."""
 
 
+class AMDIMConv2d(nn.Conv2d):
+    """`nn.Conv2d` (same parameters) that computes small output maps as one matrix product over unfolded patches.
+
+    The encoder ends in 3x3 convolutions with 1024x1024x3x3 weights on maps of 7x7, 5x5 and 3x3 locations. On CPU,
+    oneDNN's direct kernels use such shapes badly (few locations to vectorise over, and every call reorders the
+    37 MB weight into its blocked layout and the gradient back), while an im2col product is one large GEMM on the
+    weight as stored. Measured fwd+bwd at batch 16, one thread: 4.8x faster at 3x3 → 1x1, 2.5x at 5x5 → 3x3, 1.4x
+    at 7x7 → 5x5 and at the 2x2-stride-2 14x14 → 7x7 conv; on larger maps oneDNN wins, so they keep `nn.Conv2d`.
+    The sums run in another order, so outputs differ from `F.conv2d` by float rounding only.
+    """
+
+    # Output locations up to which the unfolded product is used (the 7x7 maps of the 128-px layout).
+    max_gemm_locations = 49
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        kernel_h, kernel_w = self.kernel_size
+        height, width = hidden_states.shape[-2:]
+        out_h = (height - kernel_h) // self.stride[0] + 1
+        out_w = (width - kernel_w) // self.stride[1] + 1
+        use_gemm = (
+            hidden_states.device.type == "cpu"
+            and kernel_h * kernel_w > 1
+            and out_h * out_w <= self.max_gemm_locations
+            and self.padding == (0, 0)
+            and self.dilation == (1, 1)
+            and self.groups == 1
+            and hidden_states.dim() == 4
+        )
+        if not use_gemm:
+            return super().forward(hidden_states)
+        patches = F.unfold(hidden_states, self.kernel_size, stride=self.stride)  # (B, C * kh * kw, L)
+        # (O, C * kh * kw) @ (B, C * kh * kw, L) → (B, O, L): already the NCHW layout of the output map.
+        output = torch.matmul(self.weight.view(self.out_channels, -1), patches)
+        if self.bias is not None:
+            output = output + self.bias[:, None]
+        return output.view(hidden_states.shape[0], self.out_channels, out_h, out_w)
+
+
 class AMDIMConvLayer(nn.Module):
     """The stem convolution: optional padding (zero or reflect), conv with bias, ReLU (the original's `Conv3x3`)."""
 
@@ -142,7 +180,7 @@ class AMDIMResidualUnit(nn.Module):
             raise ValueError(f"AMDIM residual units only widen: {in_channels} → {out_channels} channels.")
         self.kernel, self.stride = kernel, stride
         self.in_channels = in_channels
-        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel, stride, 0, bias=False)
+        self.conv1 = AMDIMConv2d(in_channels, out_channels, kernel, stride, 0, bias=False)
         self.norm = nn.BatchNorm2d(out_channels) if use_bn else nn.Identity()
         self.conv2 = AMDIMZeroInitConv2d(out_channels, out_channels, 1, 1, 0, bias=False)
 

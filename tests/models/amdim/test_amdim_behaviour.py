@@ -17,6 +17,7 @@ from hf_unified_pretrain.models.amdim import (
     AMDIMModel,
     amdim_classifier_loss,
 )
+from hf_unified_pretrain.models.amdim.modeling_amdim import AMDIMConv2d
 from hf_unified_pretrain.objectives import local_global_nce_scores
 
 
@@ -135,6 +136,40 @@ def test_both_views_in_one_pass_equal_two_separate_encoder_calls_with_per_view_b
     scale = max(float(p.grad.abs().max()) for p in separate.parameters())
     for (name, ours), theirs in zip(model.amdim.named_parameters(), separate.parameters()):
         torch.testing.assert_close(ours.grad, theirs.grad, atol=1e-6 * scale, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "size", "bias", "uses_gemm"),
+    [
+        (3, 1, 3, False, True),
+        (3, 1, 5, True, True),
+        (2, 2, 8, False, True),
+        (3, 2, 9, True, True),
+        (3, 1, 10, False, False),
+    ],
+)
+def test_small_map_convolution_as_unfolded_product_equals_conv2d_with_gradients(kernel, stride, size, bias, uses_gemm):
+    """The unfolded-product path (small output maps, non-square channels, stride, bias) and the fallback both match
+    `F.conv2d` in value and in the gradients of input, weight and bias."""
+    torch.manual_seed(0)
+    conv = AMDIMConv2d(6, 5, kernel, stride, 0, bias=bias)
+    conv.max_gemm_locations = 16
+    pixels = torch.randn(3, 6, size, size + 1, requires_grad=True)
+    out_h, out_w = (size - kernel) // stride + 1, (size + 1 - kernel) // stride + 1
+    assert (out_h * out_w <= 16) == uses_gemm
+    output = conv(pixels)
+    expected_pixels = pixels.detach().clone().requires_grad_()
+    weight = conv.weight.detach().clone().requires_grad_()
+    bias_ref = conv.bias.detach().clone().requires_grad_() if bias else None
+    expected = torch.nn.functional.conv2d(expected_pixels, weight, bias_ref, stride)
+    torch.testing.assert_close(output, expected, atol=1e-5, rtol=1e-4)
+    upstream = torch.randn_like(expected)
+    output.backward(upstream)
+    expected.backward(upstream)
+    torch.testing.assert_close(pixels.grad, expected_pixels.grad, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(conv.weight.grad, weight.grad, atol=1e-5, rtol=1e-4)
+    if bias:
+        torch.testing.assert_close(conv.bias.grad, bias_ref.grad, atol=1e-5, rtol=1e-4)
 
 
 def test_source_locations_default_to_torch_randint_per_view_in_the_original_order():
