@@ -9,6 +9,7 @@ token visible (the encoder then runs on 3x196 + 1 tokens); the visible budget of
 
     python benchmarks/bench_multimae.py                    # everything, 3 interleaved rounds
     python benchmarks/bench_multimae.py --rows tiny-mae-sdpa tiny-multimae-sdpa-v98 --rounds 1
+    python benchmarks/bench_multimae.py --flops base-mae-sdpa base-multimae-sdpa-v98   # GEMM work per image
 """
 
 from __future__ import annotations
@@ -94,5 +95,24 @@ for _size in SIZES:
         Row(f"{_size}-multimae-sdpa-all", lambda s=_size: build_multimae(s, "sdpa", True), group=f"{_size}-step"),
     ]
 
+
+def print_flops(names: list[str]) -> None:
+    """Matrix-multiply FLOPs per image of one training step of each row (torch's FlopCounterMode: GEMMs and
+    convolutions, forward + backward; attention kernels and elementwise work are not counted). Load-independent, so
+    it shows how much of a ratio is work and how much is efficiency."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.set_num_threads(2)
+    by_name = {row.name: row for row in ROWS}
+    for name in names or [row.name for row in ROWS]:
+        step, images = by_name[name].build()
+        with FlopCounterMode(display=False) as counter:
+            step()
+        print(f"{name}: {counter.get_total_flops() / images / 1e9:.1f} GEMM GFLOP/img per training step")
+
+
 if __name__ == "__main__":
-    main(ROWS, "MultiMAE pre-training step (batch 8; ratios vs ViTMAE sdpa of the same size)")
+    if "--flops" in sys.argv:  # python benchmarks/bench_multimae.py --flops [ROW ...]
+        print_flops(sys.argv[sys.argv.index("--flops") + 1 :])
+    else:
+        main(ROWS, "MultiMAE pre-training step (batch 8; ratios vs ViTMAE sdpa of the same size)")
