@@ -16,6 +16,8 @@ Rows:
   vitmae-base-sdpa-step: transformers ViTMAEForPreTraining (vit-mae-base config, mask 0.75), same step, batch 8.
   t-fwd-ours-compiled, t-step-ours-compiled (only when named with --rows): our model under `torch.compile`
       (inductor; the DCNv3 core stays two opaque custom ops), the optimizer eager; "build s" is then the compile time.
+  t-fwd-free-core, t-step-free-core (only when named): the core replaced by the identity, i.e. everything but the
+      sampling; t-*-original / t-*-free-core is the largest speed-up any DCNv3 core could give the model.
 
     python benchmarks/bench_internimage.py --rounds 1 --warmup 1 --steps 3
     python benchmarks/bench_internimage.py --rows core-s1-original core-s1-ours --rounds 3
@@ -44,7 +46,15 @@ BATCH = 8
 T_STAGES = [(56, 64, 4), (28, 128, 8), (14, 256, 16), (7, 512, 32)]
 
 
+def _free_core(value, offset, mask, **kwargs):
+    """No sampling at all (the offset/mask heads stay in the graph and get zero gradients): a model with this core
+    times what every DCNv3 core shares, so original-row time / free-core-row time bounds any core's speed-up."""
+    return value + (offset.sum() + mask.sum()) * 0
+
+
 def _core(implementation: str):
+    if implementation == "free":
+        return _free_core
     if implementation == "original":
         from dcnv3_reference import dcnv3_core_reference
 
@@ -149,11 +159,13 @@ ROWS = [
     Row("t-step-original", lambda: build_step("original"), group="step"),
     Row("t-step-ours", lambda: build_step("ours"), group="step"),
 ]
-# Compiling InternImage-T takes minutes (7 for the forward on a loaded 2-core machine), so these rows only run when
-# named: --rows t-fwd-original t-fwd-ours t-fwd-ours-compiled ...
+# Only run when named (--rows t-fwd-original t-fwd-ours t-fwd-ours-compiled t-fwd-free-core ...): compiling
+# InternImage-T takes minutes (7 for the forward on a loaded 2-core machine); the free-core rows are the bound.
 COMPILED_ROWS = [
     Row("t-fwd-ours-compiled", lambda: build_forward("ours", compile_model=True), group="fwd"),
     Row("t-step-ours-compiled", lambda: build_step("ours", compile_model=True), group="step"),
+    Row("t-fwd-free-core", lambda: build_forward("free"), group="fwd"),
+    Row("t-step-free-core", lambda: build_step("free"), group="step"),
 ]
 
 if __name__ == "__main__":
