@@ -378,6 +378,9 @@ class AMDIMModel(AMDIMPreTrainedModel):
             so none of their parameters is left without gradient).
     """
 
+    # The pre-training checkpoint's online evaluation heads and mixture head, dropped when only the encoder is loaded.
+    _keys_to_ignore_on_load_unexpected = [r"^mixture_head\.", r"^(mlp|linear)_classifier\."]
+
     def __init__(self, config: AMDIMConfig, add_local_heads: bool = True):
         super().__init__(config)
         self.encoder = AMDIMEncoder(config)

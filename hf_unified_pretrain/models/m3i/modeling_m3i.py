@@ -257,6 +257,12 @@ class M3IPreTrainedModel(PreTrainedModel):
 class M3IModel(M3IPreTrainedModel):
     """The student encoder: backbone feature map → dense tokens, their mean, and their projection (predictor width)."""
 
+    # The pre-training heads (predictor, category head, image-text projections), dropped when only the encoder loads.
+    _keys_to_ignore_on_load_unexpected = [
+        r"^(predictor|classifier|image_projection|text_projection)\.",
+        r"^logit_scale$",
+    ]
+
     def __init__(self, config: M3IConfig) -> None:
         super().__init__(config)
         self.backbone = AutoBackbone.from_config(config.backbone_config)

@@ -539,6 +539,10 @@ def _torch_default_conv_init(conv: nn.Conv2d) -> None:
 # ------------------------------------------------------------------------------------------------------------------
 
 
+# The heads a pre-training or task checkpoint carries, dropped when only the encoder is loaded.
+HEAD_KEYS = [r"^decoders\.", r"^classifier\.", r"^layernorm\.", r"^segmentation_head\."]
+
+
 class MultiMAEPreTrainedModel(PreTrainedModel):
     config: MultiMAEConfig
     base_model_prefix = "multimae"
@@ -631,6 +635,8 @@ class MultiMAEModel(MultiMAEPreTrainedModel):
     image modalities (B, C, H, W) floats, depth (B, 1, H, W) floats, segmentation maps (B, H/s, W/s) class indices at
     their stored resolution (s = stride_level, 4 for the original semseg). All must describe the same image size.
     """
+
+    _keys_to_ignore_on_load_unexpected = HEAD_KEYS
 
     def __init__(self, config: MultiMAEConfig) -> None:
         super().__init__(config)
@@ -859,7 +865,7 @@ class MultiMAEBackbone(BackboneMixin, MultiMAEPreTrainedModel):
     one head modality); `DPTForDepthEstimation(DPTConfig(backbone_config=config, ...))` then works as with DINOv2.
     """
 
-    _keys_to_ignore_on_load_unexpected = [r"^decoders\.", r"^classifier\.", r"^layernorm\.", r"^segmentation_head\."]
+    _keys_to_ignore_on_load_unexpected = HEAD_KEYS
 
     def __init__(self, config: MultiMAEConfig) -> None:
         super().__init__(config)
