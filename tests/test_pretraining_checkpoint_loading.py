@@ -9,10 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers.testing_utils import CaptureLogger
-from transformers.utils import logging as hf_logging
 
-from tests.registry_helpers import method_entries
+from tests.registry_helpers import load_with_report, method_entries
 
 TARGET_ROLES = ("model", "backbone", "classification")
 CASES = [
@@ -34,21 +32,10 @@ def checkpoint_folders(tmp_path_factory) -> dict[str, Path]:
     return folders
 
 
-def _load_with_report(model_class, folder: Path):
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_warning()
-    try:
-        with CaptureLogger(hf_logging.get_logger("transformers.modeling_utils")) as captured:
-            model, info = model_class.from_pretrained(folder, output_loading_info=True)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    return model, info, captured.out
-
-
 @pytest.mark.parametrize(("entry", "role"), CASES)
 def test_pretraining_checkpoint_loads_without_unexpected_keys(checkpoint_folders, entry, role):
     folder = checkpoint_folders[entry.name]
-    model, info, log = _load_with_report(entry.load(role), folder)
+    model, info, log = load_with_report(entry.load(role), folder)
 
     assert not info["unexpected_keys"], info["unexpected_keys"]
     assert "UNEXPECTED" not in log

@@ -10,8 +10,6 @@ import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers.testing_utils import CaptureLogger
-from transformers.utils import logging as hf_logging
 
 import hf_unified_pretrain  # noqa: F401  (registers the Auto classes)
 from hf_unified_pretrain import training
@@ -31,6 +29,7 @@ from hf_unified_pretrain.models.mvp import (
     MVPModel,
 )
 from hf_unified_pretrain.teachers import EMATeacher
+from tests.registry_helpers import load_with_report
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "training_scripts"
 MASKING_FIELDS = ("mask_ratio", "num_masking_patches", "mask_min_block_tokens", "mask_min_aspect", "mask_max_aspect")
@@ -213,22 +212,10 @@ def pretraining_folders(tmp_path_factory) -> dict[str, Path]:
     return folders
 
 
-def _load_with_report(model_class, folder: Path):
-    """Loads `model_class` from `folder`, returning the model, its loading info and what transformers logged."""
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_warning()
-    try:
-        with CaptureLogger(hf_logging.get_logger("transformers.modeling_utils")) as captured:
-            model, info = model_class.from_pretrained(folder, output_loading_info=True)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    return model, info, captured.out
-
-
 @pytest.mark.parametrize(("checkpoint", "target"), LOAD_CASES, ids=[f"{c}->{t.__name__}" for c, t in LOAD_CASES])
 def test_pretraining_checkpoints_load_without_unexpected_keys(pretraining_folders, checkpoint, target):
     folder = pretraining_folders[checkpoint]
-    model, info, log = _load_with_report(target, folder)
+    model, info, log = load_with_report(target, folder)
 
     assert not info["unexpected_keys"]
     assert "UNEXPECTED" not in log
@@ -253,7 +240,7 @@ def test_an_unknown_key_is_still_reported(pretraining_folders, tmp_path, checkpo
     state[f"{prefix}.surprise.weight"] = torch.ones(2)
     save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
 
-    _, info, log = _load_with_report(target, tmp_path)
+    _, info, log = load_with_report(target, tmp_path)
 
     assert set(info["unexpected_keys"]) == {f"{prefix}.surprise.weight"}
     assert "UNEXPECTED" in log and "surprise.weight" in log
