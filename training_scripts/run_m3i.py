@@ -48,7 +48,7 @@ from hf_unified_pretrain.data import (
     pil_to_normalized_tensor,
     sample_resized_crop_box,
 )
-from hf_unified_pretrain.data.two_view import color_jitter
+from hf_unified_pretrain.data.two_view import random_photometric
 from hf_unified_pretrain.masking import block_mix_sources, mix_soft_labels, source_fractions
 from hf_unified_pretrain.models.m3i import M3I_PRESETS, M3IConfig, M3IForPreTraining
 from hf_unified_pretrain.models.registry import image_processor_for
@@ -117,11 +117,7 @@ def _view(
     crop = image.crop((left, top, left + width, top + height)).resize((size, size), Image.BICUBIC)
     if flip:
         crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
-    # photometric changes leave the geometry (and so the relative position of the views) untouched
-    if jitter_probability > 0 and rng.bernoulli(jitter_probability):
-        crop = color_jitter(crop, *JITTER_STRENGTHS, rng)
-    if grayscale_probability > 0 and rng.bernoulli(grayscale_probability):
-        crop = crop.convert("L").convert("RGB")
+    crop = random_photometric(crop, rng, jitter_probability, JITTER_STRENGTHS, grayscale_probability)
     return pil_to_normalized_tensor(crop, mean, std), (top, left, height, width, flip)
 
 

@@ -67,6 +67,24 @@ def color_jitter(
     return image
 
 
+def random_photometric(
+    image: Image.Image,
+    rng: SeededRandomness,
+    jitter_probability: float,
+    jitter_strengths: tuple[float, float, float, float],
+    grayscale_probability: float,
+) -> Image.Image:
+    """With `jitter_probability` a colour jitter of the given (brightness, contrast, saturation, hue) strengths, then
+    with `grayscale_probability` a gray (3-channel) image. The geometry is untouched, so per-view photometric changes
+    keep any recorded crop boxes valid. Both draws are always made, so the random stream does not depend on the
+    probabilities."""
+    if rng.bernoulli(jitter_probability):
+        image = color_jitter(image, *jitter_strengths, rng=rng)
+    if rng.bernoulli(grayscale_probability):
+        image = image.convert("L").convert("RGB")
+    return image
+
+
 def translate_with_reflection(image: Image.Image, dx: int, dy: int) -> Image.Image:
     """Moves the image content by (dx, dy) pixels and fills the uncovered border by reflection (AMDIM's CIFAR crop).
 
@@ -195,10 +213,9 @@ class TwoViewTransform:
                 dx = self.rng.randint(-self.max_translation, self.max_translation)
                 dy = self.rng.randint(-self.max_translation, self.max_translation)
                 view = translate_with_reflection(view, dx, dy)
-        if self.rng.bernoulli(self.color_jitter_probability):
-            view = color_jitter(view, *self.color_jitter, rng=self.rng)
-        if self.rng.bernoulli(self.grayscale_probability):
-            view = view.convert("L").convert("RGB")
+        view = random_photometric(
+            view, self.rng, self.color_jitter_probability, self.color_jitter, self.grayscale_probability
+        )
         return pil_to_normalized_tensor(view, self.image_mean, self.image_std)
 
     def __call__(self, image: Image.Image | np.ndarray) -> dict[str, torch.Tensor]:
