@@ -91,6 +91,14 @@ class MultiMAEArguments:
             "the config's modalities that the data holds)."
         },
     )
+    output_modalities: str | None = field(
+        default=None,
+        metadata={
+            "help": "Comma-separated modalities the decoders of a new model predict (the extra norm_rgb decoder "
+            "follows config.extra_norm_rgb_output); 'none' keeps the norm_rgb decoder alone, i.e. MAE's "
+            "normalised-pixel loss only (default: the config's output_modalities)."
+        },
+    )
     model_card: bool = field(default=True, metadata={"help": "Write README.md (model card) into output_dir."})
 
 
@@ -149,6 +157,11 @@ def setup(args: list[str] | None = None) -> SimpleNamespace:
             "--modalities chooses the modalities of a new model; a loaded checkpoint keeps its own. Drop "
             "--modalities, or --model_name_or_path to train from scratch."
         )
+    if mm_args.output_modalities is not None and model_args.model_name_or_path:
+        raise ValueError(
+            "--output_modalities chooses the decoders of a new model; a loaded checkpoint keeps its own. Drop "
+            "--output_modalities, or --model_name_or_path to train from scratch."
+        )
     logger = setup_logging(training_args, "run_multimae")
     resume_from = resolve_resume_checkpoint(training_args)
     set_seed(training_args.seed)
@@ -177,6 +190,16 @@ def setup(args: list[str] | None = None) -> SimpleNamespace:
     new_model = not model_args.model_name_or_path
     if mm_args.modalities is not None:
         config = config.select_modalities([name.strip() for name in mm_args.modalities.split(",") if name.strip()])
+        model = MultiMAEForPreTraining(config)
+    if mm_args.output_modalities is not None:
+        outputs = [name.strip() for name in mm_args.output_modalities.split(",") if name.strip()]
+        outputs = [] if [name.lower() for name in outputs] == ["none"] else outputs
+        if not outputs and not config.extra_norm_rgb_output:
+            raise ValueError(
+                "--output_modalities none leaves the model without any decoder (config.extra_norm_rgb_output is "
+                "False): name at least one modality, or set extra_norm_rgb_output=true in --config_overrides."
+            )
+        config = MultiMAEConfig.from_dict({**config.to_dict(), "output_modalities": outputs})
         model = MultiMAEForPreTraining(config)
 
     columns = json.loads(mm_args.modality_columns) if mm_args.modality_columns else {}

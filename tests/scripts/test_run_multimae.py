@@ -163,6 +163,48 @@ def test_run_multimae_modalities_flag_restricts_a_new_model(tmp_path, coco_with_
     assert sorted(model.decoders) == ["norm_rgb", "rgb", "semseg"]
 
 
+def test_run_multimae_output_modalities_none_trains_the_norm_rgb_decoder_alone(tmp_path, rgb_class_folder):
+    """--output_modalities none: only MAE's normalised-pixel decoder is built and scored (no raw-RGB decoder)."""
+    load_script("run_multimae")["main"](
+        [
+            "--preset", "tiny",
+            "--train_dir", str(rgb_class_folder),
+            "--output_dir", str(tmp_path),
+            "--do_train",
+            "--max_steps", "2",
+            "--per_device_train_batch_size", "4",
+            "--logging_steps", "1",
+            "--report_to", "none",
+            "--seed", "0",
+            "--model_card", "false",
+            "--output_modalities", "none",
+        ]
+    )  # fmt: skip
+    logged = json.loads((tmp_path / "trainer_state.json").read_text())["log_history"]
+    steps = [entry for entry in logged if "loss_norm_rgb" in entry]
+    assert len(steps) == 2 and not any("loss_rgb" in entry for entry in logged)
+    for entry in steps:  # the total is the norm_rgb loss alone
+        assert float(entry["loss"]) == pytest.approx(float(entry["loss_norm_rgb"]), rel=1e-3)
+    model = AutoModelForPreTraining.from_pretrained(tmp_path)
+    assert model.config.output_modalities == [] and list(model.decoders) == ["norm_rgb"]
+
+
+def test_run_multimae_output_modalities_needs_a_decoder_and_a_new_model(tmp_path, rgb_class_folder):
+    setup = load_script("run_multimae")["setup"]
+    with pytest.raises(ValueError, match="--output_modalities chooses the decoders of a new model"):
+        setup(["--model_name_or_path", str(tmp_path), "--output_modalities", "none", "--output_dir", str(tmp_path)])
+    with pytest.raises(ValueError, match="leaves the model without any decoder"):
+        setup(
+            [
+                "--preset", "tiny",
+                "--train_dir", str(rgb_class_folder),
+                "--output_dir", str(tmp_path),
+                "--config_overrides", "extra_norm_rgb_output=false",
+                "--output_modalities", "none",
+            ]
+        )  # fmt: skip
+
+
 def test_run_multimae_modalities_flag_needs_a_new_model(tmp_path):
     with pytest.raises(ValueError, match="--modalities chooses the modalities of a new model"):
         load_script("run_multimae")["setup"](
