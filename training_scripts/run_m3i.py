@@ -276,10 +276,15 @@ def setup(args: list[str] | None = None) -> SimpleNamespace:
             overrides["image_text_loss_weight"] = 0.0
         else:
             overrides["text_hidden_size"] = text_teacher.feature_dim
-        config = M3IConfig.from_preset(m3i_args.preset or "tiny", **overrides)
+        preset = m3i_args.preset or "tiny"
         if model_args.config_overrides:
-            # after the data-driven fields, so a recipe can e.g. reweight or switch off a term (ablations)
-            apply_config_overrides(config, model_args.config_overrides)
+            # after the data-driven fields, so a recipe can e.g. reweight or switch off a term (ablations); parsed
+            # on the plain preset, then the config is built once with every value, so the fields derived at
+            # construction (feature stride, the backbone's out_features, the grid) follow feature_stage / image_size
+            parsed = apply_config_overrides(M3IConfig.from_preset(preset), model_args.config_overrides)
+            keys = [item.partition("=")[0].strip() for item in model_args.config_overrides.split(",") if item.strip()]
+            overrides.update({key: getattr(parsed, key) for key in keys})
+        config = M3IConfig.from_preset(preset, **overrides)
         model = M3IForPreTraining(config)
     config = model.config
     ema = model.build_ema_teacher()

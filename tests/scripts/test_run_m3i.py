@@ -203,6 +203,33 @@ def test_labels_come_from_the_class_folders_and_config_overrides_reach_the_model
     assert set(losses) == {"intra_view", "classification"}
 
 
+def test_config_overrides_of_stage_and_size_rederive_stride_grid_and_backbone_output(tmp_path):
+    # 32 px with stage 3 (stride 16): the preset's last stage would leave a single 1x1 cell at 32 px.
+    from PIL import Image
+
+    for name in ("cat", "dog"):
+        (tmp_path / "train" / name).mkdir(parents=True)
+        for index in range(4):
+            Image.new("RGB", (40, 40), (30 * index, 90, 200)).save(tmp_path / "train" / name / f"{index}.png")
+    recipe = {
+        "preset": "tiny", "train_dir": str(tmp_path / "train"), "train_val_split": None, "label_column": "label",
+        "num_labels": 2, "config_overrides": "feature_stage=stage3,image_size=32,neg_weight=0.1",
+        "output_dir": str(tmp_path / "out"), "do_train": True, "per_device_train_batch_size": 4, "seed": 0,
+        "report_to": "none",
+    }  # fmt: skip
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe))
+    trainer = load_script("run_m3i")["setup"]([str(tmp_path / "recipe.json")]).trainer
+    config = trainer.model.config
+    assert (config.image_size, config.feature_stride, config.grid_size, config.neg_weight) == (32, 16, (2, 2), 0.1)
+    assert config.backbone_config.out_features == ["stage3"] and config.num_labels == 2
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["pixel_values"].shape == (4, 3, 32, 32)
+    with torch.no_grad():
+        outputs = trainer.model.train()(**batch)
+    assert outputs.logits.shape == (4, 2) and torch.isfinite(outputs.loss)
+    assert set(outputs.losses) == {"intra_view", "inter_view", "classification"}
+
+
 def test_photometric_augmentation_per_view_is_optional_and_leaves_geometry_alone():
     from PIL import Image
 
