@@ -261,3 +261,35 @@ def test_photometric_augmentation_per_view_is_optional_and_leaves_geometry_alone
 def test_photometric_probabilities_are_checked():
     with pytest.raises(ValueError, match="color_jitter_probability must be in"):
         load_script("run_m3i")["M3IArguments"](color_jitter_probability=1.5)
+
+
+@pytest.mark.parametrize("flip_1", [False, True])
+@pytest.mark.parametrize("flip_2", [False, True])
+def test_query_geometry_puts_each_view_2_cell_where_it_lies_in_view_1(flip_1, flip_2):
+    """End to end from crop boxes to the predictor's query positions: the centre of every cell of view 2, found in
+    the source image and expressed in view 1's (possibly mirrored) cell grid, is the position the embedding encodes."""
+    from hf_unified_pretrain.models.m3i import relative_position_embedding
+
+    geometry = load_script("run_m3i")["relative_geometry"]
+    grid, dim = (4, 3), 64  # non-square cell grid
+    box_1 = (10.0, 20.0, 40.0, 50.0, flip_1)  # top, left, height, width, flipped
+    box_2 = (30.0, 5.0, 60.0, 30.0, flip_2)  # overlaps view 1 partly, other scale and aspect
+    embedding = relative_position_embedding(geometry(box_1, box_2)[None], grid, dim)[0]
+    # the positions come back from one sin/cos pair whose frequency keeps every angle inside (-pi, pi)
+    quarter, k = dim // 4, 4
+    omega = 1.0 / 10000 ** (k / quarter)
+    rows = torch.atan2(embedding[:, k], embedding[:, quarter + k]) / omega
+    cols = torch.atan2(embedding[:, 2 * quarter + k], embedding[:, 3 * quarter + k]) / omega
+    top_1, left_1, height_1, width_1, _ = box_1
+    top_2, left_2, height_2, width_2, _ = box_2
+    expected_rows, expected_cols = [], []
+    for row in range(grid[0]):
+        for col in range(grid[1]):
+            y = top_2 + (row + 0.5) / grid[0] * height_2
+            along = (col + 0.5) / grid[1] * width_2
+            x = left_2 + width_2 - along if flip_2 else left_2 + along
+            expected_rows.append((y - top_1) / height_1 * grid[0] - 0.5)
+            in_view_1 = (left_1 + width_1 - x) if flip_1 else (x - left_1)
+            expected_cols.append(in_view_1 / width_1 * grid[1] - 0.5)
+    torch.testing.assert_close(rows, torch.tensor(expected_rows), atol=1e-3, rtol=0)
+    torch.testing.assert_close(cols, torch.tensor(expected_cols), atol=1e-3, rtol=0)
