@@ -10,6 +10,7 @@ token visible (the encoder then runs on 3x196 + 1 tokens); the visible budget of
     python benchmarks/bench_multimae.py                    # everything, 3 interleaved rounds
     python benchmarks/bench_multimae.py --rows tiny-mae-sdpa tiny-multimae-sdpa-v98 --rounds 1
     python benchmarks/bench_multimae.py --flops base-mae-sdpa base-multimae-sdpa-v98   # GEMM work per image
+    python benchmarks/bench_multimae.py --op-split base-mae-sdpa base-multimae-sdpa-v98  # where a step's time goes
 """
 
 from __future__ import annotations
@@ -111,8 +112,71 @@ def print_flops(names: list[str]) -> None:
         print(f"{name}: {counter.get_total_flops() / images / 1e9:.1f} GEMM GFLOP/img per training step")
 
 
+_GEMMS = ("mm", "addmm", "bmm", "baddbmm", "convolution", "convolution_backward")
+
+
+def print_op_split(names: list[str], steps: int = 3) -> None:
+    """Where a training step's time goes, per row: GEMMs (matrix multiplies and convolutions, with their GFLOP/s),
+    attention kernels, every other aten op (elementwise, norms, copies, the optimizer's updates) and the time outside
+    aten ops (Python and dispatch); as CPU seconds at 1 thread (process time: other load on the machine moves it far
+    less than wall time) and as wall seconds at 2 threads (meaningful on a quiet machine only). The ops losing most
+    to imperfect 2-thread scaling (2-thread wall minus half their 1-thread CPU) are listed. Every op is timed on its
+    own, which adds a little dispatch; medians over `steps` steps after a warm-up step."""
+    import statistics
+    import time
+    from collections import defaultdict
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import FlopCounterMode
+
+    class _OpClock(TorchDispatchMode):
+        def __init__(self, clock) -> None:
+            super().__init__()
+            self.clock = clock
+            self.seconds = defaultdict(float)
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            start = self.clock()
+            out = func(*args, **(kwargs or {}))
+            self.seconds[func.__name__.split(".")[0]] += self.clock() - start
+            return out
+
+    def kind(op: str) -> str:
+        return "gemm" if op in _GEMMS else "attention" if "attention" in op else "other ops"
+
+    by_name = {row.name: row for row in ROWS}
+    for name in names or [row.name for row in ROWS]:
+        step, _ = by_name[name].build()
+        with FlopCounterMode(display=False) as counter:
+            step()
+        per_op = {}
+        for threads, clock in ((1, time.process_time), (2, time.perf_counter)):
+            torch.set_num_threads(threads)
+            step()
+            runs = []
+            for _ in range(steps):
+                with _OpClock(clock) as op_clock:
+                    start = clock()
+                    step()
+                    total = clock() - start
+                runs.append({**op_clock.seconds, "outside ops": total - sum(op_clock.seconds.values())})
+            per_op[threads] = {op: statistics.median(run.get(op, 0.0) for run in runs) for op in runs[0]}
+        for threads, unit in ((1, "CPU s at 1 thread"), (2, "wall s at 2 threads")):
+            split = defaultdict(float)
+            for op, seconds in per_op[threads].items():
+                split[op if op == "outside ops" else kind(op)] += seconds
+            parts = ", ".join(f"{key} {split[key]:.2f}" for key in ("gemm", "attention", "other ops", "outside ops"))
+            rate = counter.get_total_flops() / split["gemm"] / 1e9
+            print(f"{name}: {sum(split.values()):.2f} {unit} = {parts} (GEMMs at {rate:.0f} GFLOP/s)")
+        excess = {op: per_op[2].get(op, 0.0) - per_op[1][op] / 2 for op in per_op[1]}
+        worst = sorted(excess.items(), key=lambda item: -item[1])[:6]
+        print(f"  ops losing most at 2 threads (s): {', '.join(f'{op} {seconds:+.2f}' for op, seconds in worst)}")
+
+
 if __name__ == "__main__":
-    if "--flops" in sys.argv:  # python benchmarks/bench_multimae.py --flops [ROW ...]
+    if "--op-split" in sys.argv:  # python benchmarks/bench_multimae.py --op-split [ROW ...]
+        print_op_split(sys.argv[sys.argv.index("--op-split") + 1 :])
+    elif "--flops" in sys.argv:  # python benchmarks/bench_multimae.py --flops [ROW ...]
         print_flops(sys.argv[sys.argv.index("--flops") + 1 :])
     else:
         main(ROWS, "MultiMAE pre-training step (batch 8; ratios vs ViTMAE sdpa of the same size)")
