@@ -565,7 +565,7 @@ _ENTRIES: list[MethodEntry] = [
         config="M3IConfig",
         model="M3IModel",
         pretraining="M3IForPreTraining",
-        # no image processor of its own: the backbone's (`image_processor_for(config.backbone_config)`)
+        # no image processor of its own: `image_processor_for(config)` uses the backbone's, sized to config.image_size
         presets="M3I_PRESETS",
         test_preset="tiny",
         card=M3I_CARD,
@@ -711,14 +711,36 @@ def image_processor_for(config: Any, processor_class: type | None = None, **kwar
 
     Args:
         config: A config of a registered method (or any config with `image_size`, given `processor_class`).
-        processor_class: Processor class to build; default: the registered one of the config's method.
+        processor_class: Processor class to build; default: the registered one of the config's method, or of its
+            backbone (`config.backbone_config`) for methods without their own (M3I), sized to `config.image_size`.
         kwargs: Constructor arguments (e.g. `image_mean`, `image_std` of a converted checkpoint).
 
     Returns:
         The processor, sized by `fit_image_processor`.
     """
-    processor_class = processor_class or method_for_config(config).load("image_processor")
+    processor_class = processor_class or image_processor_class_for(config)
     return fit_image_processor(processor_class(**kwargs), config)
+
+
+def image_processor_class_for(config: Any) -> type:
+    """The image processor class of a config's method; a method without one of its own (M3I) uses its backbone's.
+
+    Args:
+        config: A config of a registered method.
+
+    Returns:
+        The processor class (e.g. `InternImageImageProcessor` for an M3I config with an InternImage backbone).
+    """
+    entry = method_for_config(config)
+    if entry.image_processor is not None:
+        return entry.load("image_processor")
+    backbone_config = getattr(config, "backbone_config", None)
+    if backbone_config is None:
+        raise ValueError(
+            f"Method {entry.name!r} has no image processor class and its config has no `backbone_config` to take "
+            "one from: pass `processor_class=`."
+        )
+    return image_processor_class_for(backbone_config)
 
 
 __all__ = [
@@ -730,6 +752,7 @@ __all__ = [
     "exported_names",
     "fit_image_processor",
     "get_method",
+    "image_processor_class_for",
     "image_processor_for",
     "method_for_config",
     "register_all",

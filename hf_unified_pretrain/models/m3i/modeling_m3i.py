@@ -33,6 +33,7 @@ from ...layers import eager_attention_forward, strict_forward_kwargs
 from ...masking import BlockMaskGenerator, gather_tokens, mask_to_ids, mix_soft_labels, source_fractions
 from ...objectives import cross_entropy_loss, image_text_contrastive_loss, unigrad_dense_loss, weighted_total
 from ...teachers import EMATeacher, TeacherHolderMixin
+from ..registry import image_processor_for
 from .configuration_m3i import M3IConfig
 
 EMA_SLOT = "ema"
@@ -346,8 +347,10 @@ class M3IForPreTraining(TeacherHolderMixin, M3IPreTrainedModel):
 
     def save_backbone(self, save_directory: str, **kwargs) -> None:
         """Writes the pre-trained backbone alone: `<Backbone>.from_pretrained(save_directory)` (e.g.
-        `InternImageBackbone`, `AutoBackbone`, or the backbone's bare model class) loads it directly."""
+        `InternImageBackbone`, `AutoBackbone`, or the backbone's bare model class) loads it directly, with the
+        backbone's image processor at `config.image_size` (so `AutoImageProcessor` and pipelines work on it)."""
         self.m3i.backbone.save_pretrained(save_directory, **kwargs)
+        image_processor_for(self.config).save_pretrained(save_directory)
 
     def mask_generator(self, grid_size: tuple[int, int] | None = None) -> BlockMaskGenerator:
         """Block-wise mask over the feature cells (`num_masking_patches` exact per sample)."""
