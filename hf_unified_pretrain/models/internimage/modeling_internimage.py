@@ -32,6 +32,10 @@ from .configuration_internimage import InternImageConfig
 # Smallest input side: the four stages run at strides 4, 8, 16 and 32.
 MIN_IMAGE_SIZE = 32
 
+# Classification heads of every InternImage size (T-XL conv head, H/G attention-pooling head): never part of the
+# bare model or a backbone.
+CLASSIFICATION_HEAD_KEYS = r"^(conv_head|head|classifier|dcnv3_head_x[34]|clip_projector|fc_norm)\."
+
 
 def check_internimage_pixels(
     pixel_values: torch.Tensor, config: InternImageConfig, dtype: torch.dtype, *, training: bool = False
@@ -372,6 +376,9 @@ class InternImageModel(InternImagePreTrainedModel):
     backbones return them: dense (N, C_i, H / 2**(i+2), W / 2**(i+2)) maps that a dense predictor can consume.
     """
 
+    # A classification checkpoint's head (any size) is dropped quietly when loading the bare model.
+    _keys_to_ignore_on_load_unexpected = [CLASSIFICATION_HEAD_KEYS]
+
     def __init__(self, config: InternImageConfig) -> None:
         super().__init__(config)
         self.embeddings = InternImageStem(config)
@@ -417,7 +424,7 @@ class InternImageBackbone(BackboneMixin, InternImagePreTrainedModel):
 
     has_attentions = False
     # Classification heads of any size are never part of a backbone.
-    _keys_to_ignore_on_load_unexpected = [r"^(conv_head|head|classifier|dcnv3_head_x[34]|clip_projector|fc_norm)\."]
+    _keys_to_ignore_on_load_unexpected = [CLASSIFICATION_HEAD_KEYS]
 
     def __init__(self, config: InternImageConfig) -> None:
         super().__init__(config)

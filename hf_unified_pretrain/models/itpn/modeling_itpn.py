@@ -73,6 +73,9 @@ from .configuration_itpn import ITPNConfig
 # Parts of an ITPNForPreTraining checkpoint that only pre-training uses: pixel decoder, CLIP-target heads, MFM heads.
 PRETRAINING_HEAD_KEYS = [r"^decoder\.", r"^feature_head\.", r"^aux_head\.", r"^mfm_heads\."]
 MASK_TOKEN_KEY = r"^itpn\.embeddings\.mask_token$"
+# Parts of a classification checkpoint: its linear head and the pooler's norm (a backbone builds neither).
+CLASSIFIER_KEY = r"^classifier\."
+POOLER_NORM_KEY = r"(^|\.)pooler\.layernorm\."
 
 # Teacher slot of the masked-feature-modelling teacher (the CLIP teacher uses the default slot).
 MFM_TEACHER = "mfm"
@@ -874,9 +877,11 @@ class ITPNModel(ITPNPreTrainedModel):
     ascending patch order); with the CLIP target masked stage-3 tokens are *replaced* by the mask token.
     """
 
-    # Loading a pre-training checkpoint drops its heads quietly (transformers also applies the patterns of this
-    # model to the classes that contain it).
-    _keys_to_ignore_on_load_unexpected = PRETRAINING_HEAD_KEYS
+    # Loading a pre-training checkpoint drops its heads quietly, a classification checkpoint its classifier
+    # (transformers also applies the patterns of this model to the classes that contain it).
+    _keys_to_ignore_on_load_unexpected = [*PRETRAINING_HEAD_KEYS, CLASSIFIER_KEY]
+    # The pooler's norm is new at fine-tuning time, as BEiT's mean-pooling norm: pre-training never builds it.
+    _keys_to_ignore_on_load_missing = [POOLER_NORM_KEY]
 
     def __init__(
         self,
@@ -989,7 +994,7 @@ class ITPNBackbone(BackboneMixin, ITPNPreTrainedModel):
     returned (pooled the same way beyond stride 16).
     """
 
-    _keys_to_ignore_on_load_unexpected = [*PRETRAINING_HEAD_KEYS, MASK_TOKEN_KEY]
+    _keys_to_ignore_on_load_unexpected = [*PRETRAINING_HEAD_KEYS, MASK_TOKEN_KEY, CLASSIFIER_KEY, POOLER_NORM_KEY]
 
     def __init__(self, config: ITPNConfig) -> None:
         super().__init__(config)

@@ -411,8 +411,12 @@ class MVPModel(MVPPreTrainedModel):
             False, so that no parameter is left without gradient (DDP's unused-parameter check, the optimiser).
     """
 
-    # A pre-training checkpoint's prediction head is dropped quietly when loading the bare encoder.
-    _keys_to_ignore_on_load_unexpected = [r"^head\."]
+    # A pre-training checkpoint's prediction head and a classification checkpoint's classifier are dropped quietly
+    # when loading the bare encoder (transformers also applies these patterns to the classes containing it).
+    _keys_to_ignore_on_load_unexpected = [r"^head\.", r"^classifier\."]
+    # New at fine-tuning time, as in BEiT: the mean-pooling norm (pre-training never builds it) and the [MASK]
+    # embedding (a classifier never trains one; it is used only when masking).
+    _keys_to_ignore_on_load_missing = [r"(^|\.)pooler\.layernorm\.", r"embeddings\.mask_token"]
 
     def __init__(self, config: MVPConfig, add_pooling_layer: bool = True, use_mask_token: bool | None = None) -> None:
         super().__init__(config)
@@ -491,7 +495,13 @@ class MVPBackbone(BackboneMixin, MVPPreTrainedModel):
     """
 
     # Parts of other checkpoints a backbone never uses: the [MASK] token, the prediction head, the final norm.
-    _keys_to_ignore_on_load_unexpected = [r"embeddings\.mask_token", r"^head\.", r"^(mvp\.)?layernorm\."]
+    _keys_to_ignore_on_load_unexpected = [
+        r"embeddings\.mask_token",
+        r"^head\.",
+        r"^(mvp\.)?layernorm\.",
+        r"^classifier\.",
+        r"^mvp\.pooler\.",
+    ]
 
     def __init__(self, config: MVPConfig) -> None:
         super().__init__(config)
