@@ -62,12 +62,62 @@ def _card(args: argparse.Namespace) -> None:
     print(save_model_card(card, args.folder))
 
 
+# Methods whose pre-training model predicts what is under a mask, and what `reconstruct` draws for them.
+RECONSTRUCT_METHODS = {
+    "itpn": "masked pixels, or CLIP-teacher features with --teacher",
+    "mvp": "masked-patch teacher features (with --teacher)",
+    "multimae": "the cross-modal prediction picture (RGB in; every decoder's prediction out)",
+}
+RECONSTRUCT_SUPPORTED = "iTPN, MVP and MultiMAE pre-training folders (<Model>ForPreTraining.save_pretrained)"
+
+
+def _reconstruct_method(folder: str) -> str:
+    """The registered method of a reconstructable pre-training folder; a one-line SystemExit naming what the folder
+    holds otherwise (checked on config.json, before any weights are read)."""
+    from .models.registry import method_for_config
+
+    config_file = Path(folder) / "config.json"
+    if not config_file.is_file():
+        raise SystemExit(
+            f"reconstruct: {folder} has no config.json; pass a save_pretrained folder. Supported: "
+            f"{RECONSTRUCT_SUPPORTED}."
+        )
+    config = json.loads(config_file.read_text())
+    model_type = config.get("model_type")
+    held = (config.get("architectures") or [None])[0]
+    try:
+        entry = method_for_config(model_type)
+    except KeyError:
+        raise SystemExit(
+            f"reconstruct: {folder} holds {held or 'a model'} (model_type {model_type!r}), which is not "
+            f"one of this package's methods. Supported: {RECONSTRUCT_SUPPORTED}."
+        ) from None
+    title = entry.card.name if entry.card else entry.name
+    held = held or f"{title} model"
+    if entry.name not in RECONSTRUCT_METHODS:
+        raise SystemExit(
+            f"reconstruct: {folder} holds {held} ({title}); reconstruct draws the masked-patch predictions of "
+            f"{RECONSTRUCT_SUPPORTED} only."
+        )
+    pretraining = entry.class_names().get("pretraining")
+    if held != f"{title} model" and held != pretraining:
+        raise SystemExit(
+            f"reconstruct: {folder} holds {held}, saved without the pre-training decoder/head, so the prediction "
+            f"would be drawn by random weights. Pass a folder written by {pretraining}.save_pretrained (e.g. a run "
+            f"script's --output_dir). Supported: {RECONSTRUCT_SUPPORTED}."
+        )
+    return entry.name
+
+
 def _reconstruct(args: argparse.Namespace) -> None:
+    method = _reconstruct_method(args.checkpoint)
+
     import torch
     from PIL import Image
     from transformers import AutoImageProcessor, AutoModelForPreTraining
 
     from .data import EvalTransform
+    from .models.registry import image_processor_for
     from .training import draw_feature_prediction, draw_pixel_reconstruction
 
     model, loading_info = AutoModelForPreTraining.from_pretrained(args.checkpoint, output_loading_info=True)
@@ -81,19 +131,47 @@ def _reconstruct(args: argparse.Namespace) -> None:
             "save_pretrained (e.g. a run script's --output_dir)."
         )
     model.eval()
-    processor = AutoImageProcessor.from_pretrained(args.checkpoint)
+    try:
+        processor = AutoImageProcessor.from_pretrained(args.checkpoint)
+    except OSError:  # no preprocessor_config.json: the registered processor sized to the config
+        processor = image_processor_for(model.config)
     size = model.config.image_size if isinstance(model.config.image_size, int) else model.config.image_size[0]
     transform = EvalTransform(size, processor.image_mean, processor.image_std)
     pixels = torch.stack([transform(Image.open(path))["pixel_values"] for path in args.images])
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(args.seed)
+    if method == "multimae":
+        from .training.multimodal_plots import draw_multimodal_predictions
+
+        rgb = model.config.rgb_modality or "rgb"
+        if rgb not in model.config.input_modalities:
+            raise SystemExit(
+                f"reconstruct: this MultiMAE model takes no RGB input (input_modalities = "
+                f"{model.config.input_modalities}); reconstruct feeds the images as {rgb!r}."
+            )
+        num_tokens = model.config.grid_size[0] * model.config.grid_size[1]
+        masks = model.mask_generator({rgb: num_tokens})(len(pixels), generator=generator)
+        batch = {"modalities": {rgb: pixels}, "bool_masked_pos": masks}
+        path = output_dir / "cross_modal_predictions.png"
+        print(
+            draw_multimodal_predictions(
+                model, batch, path, len(pixels), image_mean=processor.image_mean, image_std=processor.image_std
+            )
+        )
+        return
     batch = {"pixel_values": pixels}
     if hasattr(model, "sample_mask"):
-        batch["bool_masked_pos"] = model.sample_mask(pixels, generator=torch.Generator().manual_seed(args.seed))
+        batch["bool_masked_pos"] = model.sample_mask(pixels, generator=generator)
     else:
         torch.manual_seed(args.seed)  # the model samples its own mask
     pixel_target = getattr(model.config, "pretraining_target", "pixel") == "pixel" and hasattr(model, "decoder")
     if not pixel_target:
         if not args.teacher:
-            raise SystemExit("This checkpoint predicts teacher features: pass --teacher <local teacher folder>.")
+            raise SystemExit(
+                f"reconstruct: this {type(model).__name__} predicts teacher features: pass --teacher <local teacher "
+                "folder> (the frozen teacher it was trained against)."
+            )
         from .teachers import FrozenTeacher
 
         model.set_teacher(
@@ -104,8 +182,6 @@ def _reconstruct(args: argparse.Namespace) -> None:
                 target_grid=size // model.config.patch_size,
             )
         )
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         draw = draw_pixel_reconstruction if pixel_target else draw_feature_prediction
         print(draw(model, batch, output_dir))
@@ -145,12 +221,19 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--model_id")
     card.set_defaults(run=_card)
 
-    reconstruct = commands.add_parser("reconstruct", help="draw a pre-training model's predictions on images")
-    reconstruct.add_argument("checkpoint")
-    reconstruct.add_argument("images", nargs="+")
-    reconstruct.add_argument("--output_dir", default=".")
+    reconstruct = commands.add_parser(
+        "reconstruct",
+        help="draw a pre-training model's predictions on images",
+        description="Runs a saved pre-training model on images with a random mask and draws what it predicts. "
+        f"Supported: {RECONSTRUCT_SUPPORTED}. Drawn: "
+        + "; ".join(f"{METHODS[name].card.name}: {what}" for name, what in RECONSTRUCT_METHODS.items())
+        + ". Other folders (encoders, classifiers, AMDIM, M3I, InternImage) are refused with a message.",
+    )
+    reconstruct.add_argument("checkpoint", help="save_pretrained folder of a supported pre-training model")
+    reconstruct.add_argument("images", nargs="+", help="image files to run the model on")
+    reconstruct.add_argument("--output_dir", default=".", help="folder the PNG is written to (default: .)")
     reconstruct.add_argument("--teacher", help="local teacher folder (feature-target checkpoints)")
-    reconstruct.add_argument("--seed", type=int, default=0)
+    reconstruct.add_argument("--seed", type=int, default=0, help="seed of the random mask (default: 0)")
     reconstruct.set_defaults(run=_reconstruct)
 
     from .evaluation.cli import add_evaluate_probe_command

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import torch
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 from transformers import set_seed
@@ -69,6 +68,7 @@ from hf_unified_pretrain.training import (
     train_and_save,
     write_model_card,
 )
+from hf_unified_pretrain.training.multimodal_plots import draw_multimodal_predictions
 
 
 @dataclass
@@ -261,65 +261,6 @@ def _to_device(value, device):
     return value.to(device) if isinstance(value, torch.Tensor) else value
 
 
-@torch.no_grad()
-def draw_multimodal_predictions(model: MultiMAEForPreTraining, batch: dict, path: Path, num_samples: int = 2) -> Path:
-    """One PNG: per sample, each input modality, its masked version, and every task's prediction."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    outputs = model(**batch)
-    inputs = {**batch["modalities"], **batch.get("targets", {})}
-    config = model.config
-    mean = torch.tensor(getattr(model, "_figure_mean", (0.485, 0.456, 0.406))).view(3, 1, 1)
-    std = torch.tensor(getattr(model, "_figure_std", (0.229, 0.224, 0.225))).view(3, 1, 1)
-
-    def show(name: str, values: torch.Tensor) -> np.ndarray:
-        kind = config.modality(name).kind if name != "norm_rgb" else "norm"
-        values = values.float().cpu()
-        if kind == "image":
-            return (values * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
-        if kind == "norm":
-            values = (values - values.min()) / (values.max() - values.min() + 1e-6)
-            return values.permute(1, 2, 0).numpy()
-        if kind == "depth":
-            return values[0].numpy()
-        labels = values.argmax(0) if values.dim() == 3 else values
-        return plt.get_cmap("tab20")((labels.numpy() % 20) / 19.0)[..., :3]
-
-    def masked(name: str, values: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
-        picture = show(name, values)
-        grid = model.config.grid_size
-        cells = mask.reshape(grid).float().numpy()
-        scale_h, scale_w = picture.shape[0] // grid[0], picture.shape[1] // grid[1]
-        hidden = np.kron(cells, np.ones((scale_h, scale_w))).astype(bool)
-        picture = picture.copy()
-        picture[hidden] = 0.5 if picture.ndim == 3 else np.nan
-        return picture
-
-    names = list(batch["modalities"])
-    tasks = list(outputs.logits)
-    count = min(num_samples, next(iter(inputs.values())).shape[0])
-    columns = len(names) * 2 + len(tasks)
-    figure, axes = plt.subplots(count, columns, figsize=(2.2 * columns, 2.4 * count), squeeze=False)
-    for row in range(count):
-        panels = []
-        for name in names:
-            panels.append((f"{name} input", show(name, inputs[name][row])))
-            panels.append((f"{name} visible", masked(name, inputs[name][row], outputs.bool_masked_pos[name][row])))
-        for task in tasks:
-            panels.append((f"{task} prediction", show(task, outputs.logits[task][row])))
-        for axis, (title, picture) in zip(axes[row], panels):
-            axis.imshow(picture, cmap="viridis" if picture.ndim == 2 else None)
-            axis.set_title(title, fontsize=8)
-            axis.axis("off")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
-
-
 def main(args: list[str] | None = None) -> dict[str, float]:
     run = setup(args)
     trainer = run.trainer
@@ -327,11 +268,15 @@ def main(args: list[str] | None = None) -> dict[str, float]:
 
     if trainer.is_world_process_zero():
         model = trainer.accelerator.unwrap_model(trainer.model).eval()
-        model._figure_mean, model._figure_std = trainer.processing_class.image_mean, trainer.processing_class.image_std
         loader = trainer.get_eval_dataloader() if trainer.eval_dataset is not None else trainer.get_train_dataloader()
         batch = _to_device(next(iter(loader)), model.device)
+        processor = trainer.processing_class
         figure = draw_multimodal_predictions(
-            model, batch, Path(trainer.args.output_dir) / "cross_modal_predictions.png"
+            model,
+            batch,
+            Path(trainer.args.output_dir) / "cross_modal_predictions.png",
+            image_mean=processor.image_mean,
+            image_std=processor.image_std,
         )
         run.logger.info("Cross-modal prediction picture written to %s", figure)
     if run.mm_args.model_card:
