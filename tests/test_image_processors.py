@@ -73,6 +73,20 @@ def test_a_default_processor_fitted_to_a_config_matches_its_image_size(entry, si
     assert processor_class()(_photo(300, 260), return_tensors="pt").pixel_values.shape == default_shape
 
 
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "CMYK", "P"])
+def test_grayscale_alpha_cmyk_and_palette_images_are_converted_to_rgb(entry, mode, tmp_path):
+    config = _config(entry, None)
+    size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
+    image_processor_for(config).save_pretrained(tmp_path)
+    processor = AutoImageProcessor.from_pretrained(tmp_path)  # the README's "load a model" path
+    assert processor.do_convert_rgb is True and entry.load("image_processor")().do_convert_rgb is True
+    image = _photo(size + 9, size + 3).convert(mode)
+    pixels = processor(image, return_tensors="pt").pixel_values
+    assert pixels.shape == (1, 3, size, size)
+    # Same pixels as converting to RGB by hand (the alpha channel of these opaque images changes nothing).
+    torch.testing.assert_close(pixels, processor(image.convert("RGB"), return_tensors="pt").pixel_values)
+
+
 def test_center_crop_processors_keep_their_resize_to_crop_ratio():
     from hf_unified_pretrain.models.itpn import ITPNConfig, ITPNImageProcessor
 

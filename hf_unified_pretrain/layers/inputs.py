@@ -92,10 +92,20 @@ def _check_image_batch(pixel_values: torch.Tensor, num_channels: int, name: str)
         )
     channels = pixel_values.shape[1]
     if channels != num_channels:
+        if num_channels == 3:
+            fix = (
+                "prepare the images with the model's image processor (its do_convert_rgb=True turns grayscale, RGBA "
+                "and CMYK images into RGB) or convert them yourself (PIL: `image.convert('RGB')`)"
+            )
+        else:
+            # Our processors convert to RGB by default, which a non-RGB model cannot take.
+            fix = (
+                f"feed {num_channels}-channel images: an image processor with do_convert_rgb=False and "
+                f"{num_channels}-value image_mean/image_std"
+            )
         raise ValueError(
             f"`{name}` has {channels} channels but the model expects {num_channels} (config.num_channels). Fix: "
-            "convert the images (e.g. grayscale to RGB with the image processor) or build the model with the right "
-            "num_channels."
+            f"{fix}; or build the model with num_channels={channels}."
         )
     return pixel_values.shape
 

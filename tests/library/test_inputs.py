@@ -77,6 +77,18 @@ def test_empty_batch_and_empty_images_are_rejected():
         patch_grid_of(torch.zeros(1, 3, 0, 16), 3, 8)
 
 
+def test_channel_errors_give_the_fix_for_their_direction():
+    # A grayscale batch into an RGB model: the processors' RGB conversion (their default) is the fix.
+    with pytest.raises(ValueError, match="has 1 channels but the model expects 3") as rgb:
+        patch_grid_of(torch.zeros(1, 1, 16, 16), 3, 8)
+    assert "do_convert_rgb=True" in str(rgb.value) and "image.convert('RGB')" in str(rgb.value)
+    # RGB pixels into a 1-channel model: the processor must NOT convert to RGB and needs 1-value statistics.
+    with pytest.raises(ValueError, match="has 3 channels but the model expects 1") as gray:
+        patch_grid_of(torch.zeros(1, 3, 16, 16), 1, 8)
+    message = str(gray.value)
+    assert "do_convert_rgb=False" in message and "1-value image_mean" in message and "num_channels=3" in message
+
+
 def test_without_a_dtype_only_the_structure_is_checked():
     # the entry points check the structure; the value check runs once, where pixels enter the projection
     assert patch_grid_of(torch.full((1, 3, 16, 16), 255.0), 3, 8) == (2, 2)

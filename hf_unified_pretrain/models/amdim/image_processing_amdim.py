@@ -14,6 +14,8 @@ class AMDIMImageProcessor(PilBackend):
     128, rescale to [0, 1], normalise with the ImageNet mean/std. For the 32-px (CIFAR) encoder use
     `AMDIMImageProcessor.for_image_size(32)`: no resize or crop, CIFAR-10 statistics as the original."""
 
+    # Grayscale, RGBA, CMYK and palette images become RGB, so any photo a user opens works (as CLIP's).
+    do_convert_rgb = True
     resample = PILImageResampling.BICUBIC
     image_mean = IMAGENET_DEFAULT_MEAN
     image_std = IMAGENET_DEFAULT_STD

@@ -13,6 +13,8 @@ class InternImageImageProcessor(PilBackend):
     These defaults fit the 224-pixel models; `hf_unified_pretrain.models.registry.image_processor_for(config)` keeps
     the ratio at the config's `image_size` (L/XL 384, H 640, G 512 checkpoints are converted with their size)."""
 
+    # Grayscale, RGBA, CMYK and palette images become RGB, so any photo a user opens works (as CLIP's).
+    do_convert_rgb = True
     resample = PILImageResampling.BICUBIC
     image_mean = IMAGENET_DEFAULT_MEAN
     image_std = IMAGENET_DEFAULT_STD

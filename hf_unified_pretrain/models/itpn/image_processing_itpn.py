@@ -24,6 +24,8 @@ class ITPNImageProcessor(PilBackend):
     These defaults fit the released 224-pixel models; `hf_unified_pretrain.models.registry.image_processor_for(config)`
     keeps the 0.875 ratio at the config's `image_size` (what converters and run scripts save with a checkpoint)."""
 
+    # Grayscale, RGBA, CMYK and palette images become RGB, so any photo a user opens works (as CLIP's).
+    do_convert_rgb = True
     resample = PILImageResampling.BICUBIC
     image_mean = IMAGENET_DEFAULT_MEAN
     image_std = IMAGENET_DEFAULT_STD

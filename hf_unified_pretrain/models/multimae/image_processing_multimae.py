@@ -31,6 +31,8 @@ def _to_array(image: Any) -> np.ndarray:
 class MultiMAEImageProcessor(PilBackend):
     """RGB: bicubic resize to 224x224, rescale to [0, 1], ImageNet mean/std. Other modalities: `preprocess_modalities`."""
 
+    # Grayscale, RGBA, CMYK and palette images become RGB, so any photo a user opens works (as CLIP's).
+    do_convert_rgb = True
     resample = PILImageResampling.BICUBIC
     image_mean = IMAGENET_DEFAULT_MEAN
     image_std = IMAGENET_DEFAULT_STD

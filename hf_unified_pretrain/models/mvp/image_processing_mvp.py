@@ -15,6 +15,8 @@ class MVPImageProcessor(PilBackend):
     converters and run scripts save with a checkpoint).
     """
 
+    # Grayscale, RGBA, CMYK and palette images become RGB, so any photo a user opens works (as CLIP's).
+    do_convert_rgb = True
     resample = PILImageResampling.BICUBIC
     image_mean = IMAGENET_DEFAULT_MEAN
     image_std = IMAGENET_DEFAULT_STD
