@@ -95,6 +95,8 @@ class M3IConfig(PreTrainedConfig):
         num_masking_patches: Feature cells masked (block-wise) in the student's input for the dense terms.
         mask_min_block_tokens: Smallest mask block in cells.
         neg_weight: Weight of the UniGrad negative term (SiameseIM: 0.02).
+        normalize_predictions: LayerNorm (no affine) the predicted tokens as well as the targets in the dense loss
+            (SiameseIM's `--online_ln`; off in its released recipe, so off by default).
         ema_momentum / ema_end_momentum / ema_schedule: EMA target encoder momentum, cosine schedule to 1 as
             SiameseIM (0.995 → 1).
         intra_view_loss_weight: Dense prediction of the EMA features of the same (unmasked) view at masked cells.
@@ -131,6 +133,7 @@ class M3IConfig(PreTrainedConfig):
     num_masking_patches: int = 10
     mask_min_block_tokens: int = 1
     neg_weight: float | int = 0.02
+    normalize_predictions: bool = False
     ema_momentum: float | int = 0.995
     ema_end_momentum: float | int = 1.0
     ema_schedule: str = "cosine"

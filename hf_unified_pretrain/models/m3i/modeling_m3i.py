@@ -529,7 +529,9 @@ class M3IForPreTraining(TeacherHolderMixin, M3IPreTrainedModel):
             # the target of cell n is that cell of the clean view 1 of the image shown there
             image = torch.gather(cell_image, 1, masked)
             target = targets[image, masked]
-            losses["intra_view"] = unigrad_dense_loss(predictions, target, neg_weight=config.neg_weight)
+            losses["intra_view"] = unigrad_dense_loss(
+                predictions, target, neg_weight=config.neg_weight, normalize_predictions=config.normalize_predictions
+            )
         if weights["inter_view"] > 0:
             if pixel_values_2 is None or relative_geometry is None:
                 raise ValueError("inter_view needs pixel_values_2 (view 2) and relative_geometry (B, 6).")
@@ -543,7 +545,10 @@ class M3IForPreTraining(TeacherHolderMixin, M3IPreTrainedModel):
                 predictions.append(predict(context, context_position, context_source, query_position, query_source))
                 target.append(targets[image])
             losses["inter_view"] = unigrad_dense_loss(
-                torch.cat(predictions, 1), torch.cat(target, 1), neg_weight=config.neg_weight
+                torch.cat(predictions, 1),
+                torch.cat(target, 1),
+                neg_weight=config.neg_weight,
+                normalize_predictions=config.normalize_predictions,
             )
         return losses
 

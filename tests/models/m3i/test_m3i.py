@@ -202,6 +202,29 @@ def test_intra_view_alone_predicts_the_masked_cells(preset):
     )
 
 
+def test_normalize_predictions_layer_norms_the_predicted_tokens_of_both_dense_terms():
+    model = _model("tiny", neg_weight=0.3, normalize_predictions=True)
+    inputs, mask = _inputs(model.config), _mask(model.config)
+    out = model(
+        pixel_values=inputs["pixel_values"],
+        bool_masked_pos=mask,
+        pixel_values_2=inputs["pixel_values_2"],
+        relative_geometry=inputs["relative_geometry"],
+        labels=inputs["labels"],
+        text_features=inputs["text_features"],
+    )
+    inter = _dense_predictions(model, inputs["pixel_values"], mask, inputs["relative_geometry"])
+    intra = _dense_predictions(model, inputs["pixel_values"], mask)
+    targets_2 = model.m3i(inputs["pixel_values_2"]).projected_features.detach()
+    targets_1 = model.m3i(inputs["pixel_values"]).projected_features.detach()
+    masked_targets = torch.stack([targets_1[b, row.nonzero().flatten()] for b, row in enumerate(mask)])
+    for name, predictions, targets in (("inter_view", inter, targets_2), ("intra_view", intra, masked_targets)):
+        expected = unigrad_dense_loss(predictions, targets, neg_weight=0.3, normalize_predictions=True)
+        torch.testing.assert_close(out.losses[name], expected)
+        # the flag matters: the raw predictions give another value
+        assert not torch.allclose(expected, unigrad_dense_loss(predictions, targets, neg_weight=0.3))
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 def test_predictor_attention_eager_equals_sdpa_and_goes_through_the_interface(preset, monkeypatch):
     model = _model(preset, classification_loss_weight=0.0, image_text_loss_weight=0.0).eval()
