@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from .knn import DEFAULT_K, DEFAULT_TEMPERATURE
@@ -41,7 +42,11 @@ def add_evaluate_probe_command(commands: argparse._SubParsersAction) -> argparse
     parser.add_argument("--intermediate", action="store_true", help="also per-layer / per-stage pooled features")
     parser.add_argument("--seed", type=int, default=0, help="seed of the linear probe")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    parser.add_argument("--json", dest="json_path", help="also write the results as JSON to this file ('-': stdout)")
+    parser.add_argument(
+        "--json",
+        dest="json_path",
+        help="also write the results as JSON to this file ('-': stdout, the table then goes to stderr)",
+    )
     parser.set_defaults(run=run_evaluate_probe)
     return parser
 
@@ -80,11 +85,18 @@ def run_evaluate_probe(args: argparse.Namespace) -> dict:
         "linear_probe_epochs": args.linear_probe_epochs,
         "results": results,
     }
-    print(f"{args.model}: {len(train)} train / {len(evaluation)} eval images, {len(train.class_names)} classes")
-    print(f"{'feature':<24} {'kNN top-1':>10} {'kNN top-5':>10} {'linear top-1':>13}")
+    # With `--json -` stdout carries the JSON alone (parseable by a pipe); the human table then goes to stderr.
+    table = sys.stderr if args.json_path == "-" else sys.stdout
+    print(
+        f"{args.model}: {len(train)} train / {len(evaluation)} eval images, {len(train.class_names)} classes",
+        file=table,
+    )
+    print(f"{'feature':<24} {'kNN top-1':>10} {'kNN top-5':>10} {'linear top-1':>13}", file=table)
     for name, values in results.items():
         linear = f"{100 * values['linear_top1']:.2f}" if "linear_top1" in values else "-"
-        print(f"{name:<24} {100 * values['knn_top1']:>10.2f} {100 * values['knn_top5']:>10.2f} {linear:>13}")
+        print(
+            f"{name:<24} {100 * values['knn_top1']:>10.2f} {100 * values['knn_top5']:>10.2f} {linear:>13}", file=table
+        )
     if args.json_path == "-":
         print(json.dumps(report, indent=2))
     elif args.json_path:

@@ -67,8 +67,9 @@ def test_evaluate_probe_json_to_stdout_without_probe(tmp_path, tiny_checkpoint, 
         "evaluate-probe", str(tiny_checkpoint), "--train_dir", str(train), "--eval_dir", str(train),
         "--k", "1", "--linear_probe_epochs", "0", "--json", "-",
     ])  # fmt: skip
-    out = capsys.readouterr().out
-    report = json.loads(out[out.index("{") :])
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)  # stdout is the JSON alone: pipeable
+    assert "kNN top-1" in captured.err and "kNN top-1" not in captured.out  # the table went to stderr
     # Each image is its own nearest neighbour (k=1): 100 %.
     assert report["results"] == {"pooled": {"knn_top1": 1.0, "knn_top5": 1.0}}
 
