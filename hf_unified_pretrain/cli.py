@@ -45,13 +45,40 @@ def _convert(args: argparse.Namespace) -> None:
         raise SystemExit(f"hf-unified-pretrain convert {args.method}: error: {error}") from error
 
 
+def _card_method(folder: str, method: str | None) -> str:
+    """The method of a save_pretrained folder, read from its config.json's model_type; `method` (--method) must agree
+    with it, and is needed only for a folder without config.json."""
+    from .models.registry import method_for_config
+
+    config_file = Path(folder) / "config.json"
+    if not config_file.is_file():
+        if method is None:
+            raise SystemExit(f"card: {folder} has no config.json to read the method from; pass --method.")
+        return method
+    model_type = json.loads(config_file.read_text()).get("model_type")
+    try:
+        found = method_for_config(model_type).name
+    except KeyError:
+        raise SystemExit(
+            f"card: {folder} holds a model of model_type {model_type!r}, which is none of this package's methods "
+            f"({', '.join(METHODS)}); cards are written for those only."
+        ) from None
+    if method is not None and method != found:
+        raise SystemExit(
+            f"card: --method {method} does not match {folder}, whose config.json is a {found} model "
+            f"(model_type {model_type!r}); drop --method or pass --method {found}."
+        )
+    return found
+
+
 def _card(args: argparse.Namespace) -> None:
     from .cards import render_model_card, save_model_card
 
+    method = _card_method(args.folder, args.method)
     results = json.loads(args.results) if args.results else None
     card = render_model_card(
         args.folder,
-        method=args.method,
+        method=method,
         size=args.size,
         results=results,
         license=args.license,
@@ -207,18 +234,29 @@ def build_parser() -> argparse.ArgumentParser:
         methods.add_parser(entry.name, add_help=False, help=f"{title} checkpoints")
     convert.set_defaults(run=_convert)
 
-    card = commands.add_parser("card", help="write README.md (model card) into a checkpoint folder")
-    card.add_argument("folder")
-    card.add_argument("--method", required=True, choices=[name for name, e in METHODS.items() if e.card])
-    card.add_argument("--size", default="custom")
+    card = commands.add_parser(
+        "card",
+        help="write README.md (model card) into a checkpoint folder",
+        description="Renders the model card (README.md with Hub metadata, usage and results) of a save_pretrained "
+        "folder; the method is read from its config.json.",
+    )
+    card.add_argument("folder", help="save_pretrained folder; README.md is written into it")
+    card.add_argument(
+        "--method",
+        choices=[name for name, e in METHODS.items() if e.card],
+        help="the folder's method (default: read from config.json's model_type; must agree with it)",
+    )
+    card.add_argument("--size", default="custom", help="size name shown in the title, e.g. base (default: custom)")
     card.add_argument(
         "--results",
         help='JSON, e.g. \'{"top-1": {"value": 85.1, "dataset": "imagenet-1k", "task": "image-classification"}}\'',
     )
     card.add_argument("--license", help="Hub licence id (default: the method's)")
-    card.add_argument("--datasets", nargs="*")
-    card.add_argument("--loss_curve")
-    card.add_argument("--model_id")
+    card.add_argument("--datasets", nargs="*", help="Hub dataset ids the model was trained on (card metadata)")
+    card.add_argument("--loss_curve", help="PNG of the training loss shown in the card")
+    card.add_argument(
+        "--model_id", help="name used in the snippets and the title, e.g. org/mvp-base (default: the folder path)"
+    )
     card.set_defaults(run=_card)
 
     reconstruct = commands.add_parser(
