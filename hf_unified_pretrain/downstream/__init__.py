@@ -6,6 +6,7 @@ from .heads import (
     backbone_config_from_pretrained,
     build_head_model,
     load_pretrained_backbone,
+    min_feature_maps,
 )
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "backbone_config_from_pretrained",
     "build_head_model",
     "load_pretrained_backbone",
+    "min_feature_maps",
 ]

@@ -37,6 +37,40 @@ HEADS: dict[str, tuple[type[PreTrainedConfig], type[PreTrainedModel]]] = {
 }
 
 
+def min_feature_maps(head: str, head_kwargs: dict | None = None) -> int:
+    """How many backbone feature maps (`out_features`) a head reads.
+
+    UperNet's auxiliary FCN head (on unless `use_auxiliary_head=False`) reads the third map; Mask2Former's pixel
+    decoder attends over three scales; DETR-style heads take any number (Deformable-DETR one level per map).
+    """
+    if head == "upernet":
+        return 3 if (head_kwargs or {}).get("use_auxiliary_head", True) else 1
+    if head == "mask2former":
+        return 3
+    return 1
+
+
+def _check_feature_maps(head: str, backbone_config: PreTrainedConfig, head_kwargs: dict) -> None:
+    """Raises ValueError naming the head's need and out_features that satisfy it when the backbone gives too few."""
+    need = min_feature_maps(head, head_kwargs)
+    chosen = list(backbone_config.out_features)
+    if len(chosen) >= need:
+        return
+    stages = [name for name in backbone_config.stage_names if name != "stem"]
+    if len(stages) < need:
+        stages = list(backbone_config.stage_names)
+    if len(stages) < need:
+        raise ValueError(
+            f"The {head!r} head needs at least {need} feature maps but this {backbone_config.model_type!r} backbone "
+            f"has only {len(stages)} stages ({backbone_config.stage_names}): use a deeper backbone or another head."
+        )
+    why = " (its auxiliary head reads the third; or pass use_auxiliary_head=False)" if head == "upernet" else ""
+    raise ValueError(
+        f"The {head!r} head needs at least {need} backbone feature maps{why}, but out_features is {chosen}. Fix: pass "
+        f"out_features with {need} or more of {backbone_config.stage_names}, e.g. out_features={stages[:need]}."
+    )
+
+
 @dataclass
 class BackboneLoadReport:
     """What `load_pretrained_backbone` copied: parameter count and the head's backbone module path."""
@@ -141,7 +175,9 @@ def build_head_model(
     Args:
         head: One of "upernet", "mask2former", "detr", "deformable_detr".
         pretrained_path: Local `save_pretrained` folder of the pretrained model (any of our classes).
-        out_features: Backbone stages feeding the head (default: the config's choice).
+        out_features: Backbone stages feeding the head (default: the config's choice, often the last stage alone).
+            UperNet (with its auxiliary head) and Mask2Former need at least 3 (`min_feature_maps`); fewer is a
+            ValueError naming stages to pass.
         backbone_overrides: Extra backbone config fields. For "detr" / "deformable_detr", backbones with position
             tables get `interpolate_pos_encoding=True` (detection images vary in size) unless set here.
         allow_missing: See `load_pretrained_backbone`.
@@ -158,6 +194,7 @@ def build_head_model(
         raise ValueError(f"Unknown head {head!r}: choose one of {sorted(HEADS)}.")
     config_class, model_class = HEADS[head]
     backbone_config = backbone_config_from_pretrained(pretrained_path, out_features, **(backbone_overrides or {}))
+    _check_feature_maps(head, backbone_config, head_kwargs)
     if head in ("detr", "deformable_detr"):
         head_kwargs.setdefault("use_timm_backbone", False)
         # Detection batches come at any size and DETR calls the backbone with pixels only, so a backbone with

@@ -70,3 +70,43 @@ def test_missing_backbone_weights_are_an_error_unless_allowed(tmp_path):
         "upernet", tmp_path, out_features=OUT_FEATURES["upernet"], allow_missing=True, **TINY_HEAD_KWARGS["upernet"]
     )
     assert model.backbone.encoder.stages[0].layers[0].dwconv.weight.abs().sum() > 0
+
+
+def _backbone_folders():
+    from tests.registry_helpers import method_params
+
+    return method_params("backbone", "test_preset")
+
+
+@pytest.mark.parametrize("entry", _backbone_folders())
+@pytest.mark.parametrize("head", ["upernet", "mask2former"])
+def test_heads_needing_three_maps_name_the_out_features_to_pass(entry, head, tmp_path):
+    import ast
+    import re
+
+    from hf_unified_pretrain.downstream import min_feature_maps
+
+    torch.manual_seed(0)
+    config = entry.load("config").from_preset(entry.test_preset)
+    backbone = entry.load("backbone")(config)
+    backbone.save_pretrained(tmp_path)
+    assert len(backbone.out_features) < min_feature_maps(head, TINY_HEAD_KWARGS[head]) == 3
+    # The documented default out_features used to crash inside transformers (UperNet: a bare IndexError).
+    with pytest.raises(ValueError, match=rf"'{head}' head needs at least 3 backbone feature maps") as error:
+        build_head_model(head, tmp_path, **TINY_HEAD_KWARGS[head])
+    suggested = ast.literal_eval(re.search(r"e\.g\. out_features=(\[.*?\])", str(error.value)).group(1))
+    assert len(suggested) == 3 and set(suggested) <= set(config.stage_names)
+
+    model = build_head_model(head, tmp_path, out_features=suggested, **TINY_HEAD_KWARGS[head]).eval()
+    size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
+    with torch.no_grad():
+        output = model(pixel_values=torch.randn(1, 3, size, size))
+    logits = output.logits if head == "upernet" else output.masks_queries_logits
+    assert torch.isfinite(logits).all()
+
+
+def test_upernet_without_its_auxiliary_head_takes_one_map(pretrained_dir):
+    kwargs = {**TINY_HEAD_KWARGS["upernet"], "use_auxiliary_head": False}
+    with torch.no_grad():
+        model = build_head_model("upernet", pretrained_dir, out_features=["stage4"], **kwargs).eval()
+        assert model(pixel_values=torch.randn(1, 3, 64, 64)).logits.shape == (1, 3, 64, 64)
