@@ -167,10 +167,13 @@ def print_op_split(names: list[str], steps: int = 3) -> None:
                 split[op if op == "outside ops" else kind(op)] += seconds
             parts = ", ".join(f"{key} {split[key]:.2f}" for key in ("gemm", "attention", "other ops", "outside ops"))
             rate = counter.get_total_flops() / split["gemm"] / 1e9
-            print(f"{name}: {sum(split.values()):.2f} {unit} = {parts} (GEMMs at {rate:.0f} GFLOP/s)")
+            print(f"{name}: {sum(split.values()):.2f} {unit} = {parts} (GEMMs at {rate:.0f} GFLOP/s)", flush=True)
         excess = {op: per_op[2].get(op, 0.0) - per_op[1][op] / 2 for op in per_op[1]}
         worst = sorted(excess.items(), key=lambda item: -item[1])[:6]
-        print(f"  ops losing most at 2 threads (s): {', '.join(f'{op} {seconds:+.2f}' for op, seconds in worst)}")
+        print(
+            f"  ops losing most at 2 threads (s): {', '.join(f'{op} {seconds:+.2f}' for op, seconds in worst)}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
