@@ -217,7 +217,12 @@ def _reconstruct(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-unified-pretrain", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="registered model types and classes").set_defaults(run=_list)
+    commands.add_parser(
+        "list",
+        help="registered model types and classes",
+        description="Lists every registered method: its model_type, its classes (config, models, image processor), "
+        "its converter and its presets.",
+    ).set_defaults(run=_list)
 
     converters = [entry for entry in METHODS.values() if entry.converter]
     convert = commands.add_parser(

@@ -19,6 +19,8 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +96,22 @@ def _predict_semseg(processor, model, images: list[Image.Image], device: str) ->
     return [torch.as_tensor(m).cpu().numpy() for m in maps]
 
 
+@contextmanager
+def _datasets_progress_bars(enabled: bool) -> Iterator[None]:
+    """Turns the `datasets` library's bars (loading, "Saving the dataset") off while the block runs when `enabled`
+    is False, then restores the caller's setting."""
+    import datasets
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    if not enabled:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not enabled and not was_disabled:
+            datasets.enable_progress_bars()
+
+
 def pseudo_label_dataset(
     dataset: Dataset | str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -117,7 +135,7 @@ def pseudo_label_dataset(
         batch_size: Images per forward pass.
         chunk_size: Images per saved chunk (the unit of resumption).
         device: Device of the models.
-        progress: Show a progress bar.
+        progress: Show progress bars (False also silences the `datasets` loading/saving bars while this runs).
 
     Returns:
         The labelled dataset (also saved to `output_dir/dataset`).
@@ -126,77 +144,90 @@ def pseudo_label_dataset(
         raise ValueError("Give depth_model and/or segmentation_model (local model folders).")
     if batch_size < 1 or chunk_size < 1:
         raise ValueError("batch_size and chunk_size must be >= 1.")
-    if not isinstance(dataset, Dataset):
-        path = Path(dataset)
-        if (path / "dataset_info.json").exists() or (path / "state.json").exists():
-            dataset = load_from_disk(str(path))
-        else:
-            from datasets import load_dataset
+    with _datasets_progress_bars(progress):
+        if not isinstance(dataset, Dataset):
+            path = Path(dataset)
+            if (path / "dataset_info.json").exists() or (path / "state.json").exists():
+                dataset = load_from_disk(str(path))
+            else:
+                from datasets import load_dataset
 
-            dataset = load_dataset("imagefolder", data_dir=str(path), split="train")
-    if image_column not in dataset.column_names:
-        raise KeyError(f"Column {image_column!r} not found; the dataset has {dataset.column_names}.")
-    output_dir = Path(output_dir)
-    chunks_dir = output_dir / "chunks"
-    chunks_dir.mkdir(parents=True, exist_ok=True)
-    depth = _load(depth_model, "depth", device) if depth_model is not None else None
-    segmentation = _load(segmentation_model, "semseg", device) if segmentation_model is not None else None
-    num_classes = segmentation[1].config.num_labels if segmentation is not None else 0
-    signature = {"depth_model": str(depth_model), "segmentation_model": str(segmentation_model), "rows": len(dataset)}
+                dataset = load_dataset("imagefolder", data_dir=str(path), split="train")
+        if image_column not in dataset.column_names:
+            raise KeyError(f"Column {image_column!r} not found; the dataset has {dataset.column_names}.")
+        output_dir = Path(output_dir)
+        chunks_dir = output_dir / "chunks"
+        chunks_dir.mkdir(parents=True, exist_ok=True)
+        depth = _load(depth_model, "depth", device) if depth_model is not None else None
+        segmentation = _load(segmentation_model, "semseg", device) if segmentation_model is not None else None
+        num_classes = segmentation[1].config.num_labels if segmentation is not None else 0
+        signature = {
+            "depth_model": str(depth_model),
+            "segmentation_model": str(segmentation_model),
+            "rows": len(dataset),
+        }
 
-    from tqdm.auto import tqdm
+        from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(dataset), desc="pseudo-labelling", unit="img", disable=not progress)
-    paths = []
-    for chunk_index, start in enumerate(range(0, len(dataset), chunk_size)):
-        chunk_path = chunks_dir / f"{chunk_index:05d}"
-        stop = min(start + chunk_size, len(dataset))
-        marker = chunk_path / _DONE
-        if marker.exists() and json.loads(marker.read_text()) == {**signature, "start": start, "stop": stop}:
-            paths.append(chunk_path)
-            bar.update(stop - start)
-            continue
-        shutil.rmtree(chunk_path, ignore_errors=True)
-        rows = dataset.select(range(start, stop))
-        depth_column, semseg_column = [], []
-        for batch_start in range(0, len(rows), batch_size):
-            images = [decode_image(value) for value in rows[batch_start : batch_start + batch_size][image_column]]
+        bar = tqdm(total=len(dataset), desc="pseudo-labelling", unit="img", disable=not progress)
+        paths = []
+        for chunk_index, start in enumerate(range(0, len(dataset), chunk_size)):
+            chunk_path = chunks_dir / f"{chunk_index:05d}"
+            stop = min(start + chunk_size, len(dataset))
+            marker = chunk_path / _DONE
+            if marker.exists() and json.loads(marker.read_text()) == {**signature, "start": start, "stop": stop}:
+                paths.append(chunk_path)
+                bar.update(stop - start)
+                continue
+            shutil.rmtree(chunk_path, ignore_errors=True)
+            rows = dataset.select(range(start, stop))
+            depth_column, semseg_column = [], []
+            for batch_start in range(0, len(rows), batch_size):
+                images = [decode_image(value) for value in rows[batch_start : batch_start + batch_size][image_column]]
+                if depth is not None:
+                    depth_column += [_encode(m) for m in _predict_depth(*depth, images, device)]
+                if segmentation is not None:
+                    dtype = np.uint16 if num_classes > 255 else np.uint8
+                    semseg_column += [_encode(m.astype(dtype)) for m in _predict_semseg(*segmentation, images, device)]
+                bar.update(len(images))
+            labelled = rows
             if depth is not None:
-                depth_column += [_encode(m) for m in _predict_depth(*depth, images, device)]
+                labelled = labelled.add_column("depth", depth_column, feature=ImageFeature())
             if segmentation is not None:
-                dtype = np.uint16 if num_classes > 255 else np.uint8
-                semseg_column += [_encode(m.astype(dtype)) for m in _predict_semseg(*segmentation, images, device)]
-            bar.update(len(images))
-        labelled = rows
-        if depth is not None:
-            labelled = labelled.add_column("depth", depth_column, feature=ImageFeature())
-        if segmentation is not None:
-            labelled = labelled.add_column("semseg", semseg_column, feature=ImageFeature())
-        labelled.save_to_disk(str(chunk_path))
-        marker.write_text(json.dumps({**signature, "start": start, "stop": stop}))
-        paths.append(chunk_path)
-    bar.close()
-    result = concatenate_datasets([load_from_disk(str(path)) for path in paths])
-    final = output_dir / "dataset"
-    shutil.rmtree(final, ignore_errors=True)
-    result.save_to_disk(str(final))
-    return load_from_disk(str(final))
+                labelled = labelled.add_column("semseg", semseg_column, feature=ImageFeature())
+            labelled.save_to_disk(str(chunk_path))
+            marker.write_text(json.dumps({**signature, "start": start, "stop": stop}))
+            paths.append(chunk_path)
+        bar.close()
+        result = concatenate_datasets([load_from_disk(str(path)) for path in paths])
+        final = output_dir / "dataset"
+        shutil.rmtree(final, ignore_errors=True)
+        result.save_to_disk(str(final))
+        return load_from_disk(str(final))
 
 
 def add_pseudo_label_command(commands: argparse._SubParsersAction) -> None:
     """Adds `pseudo-label` to the package command line."""
     parser = commands.add_parser(
-        "pseudo-label", help="add pseudo depth / semantic maps to an RGB dataset with local HF models"
+        "pseudo-label",
+        help="add pseudo depth / semantic maps to an RGB dataset with local HF models",
+        description="Adds pseudo `depth` and/or `semseg` columns to an RGB dataset (MultiMAE's extra modalities), "
+        "predicted by local Hugging Face depth-estimation / segmentation models; written in chunks, so an "
+        "interrupted run resumes.",
     )
     parser.add_argument("dataset", help="save_to_disk folder or image folder of RGB images")
-    parser.add_argument("--output_dir", required=True)
+    parser.add_argument(
+        "--output_dir", required=True, help="where chunks and the final dataset (<output_dir>/dataset) are written"
+    )
     parser.add_argument("--depth_model", help="local folder of a depth-estimation model")
     parser.add_argument("--segmentation_model", help="local folder of a semantic/universal segmentation model")
-    parser.add_argument("--image_column", default="image")
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--chunk_size", type=int, default=64)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--no_progress", action="store_true")
+    parser.add_argument("--image_column", default="image", help="column holding the RGB images (default: image)")
+    parser.add_argument("--batch_size", type=int, default=8, help="images per forward pass (default: 8)")
+    parser.add_argument(
+        "--chunk_size", type=int, default=64, help="images per saved chunk, the unit of resumption (default: 64)"
+    )
+    parser.add_argument("--device", default="cpu", help="torch device of the models (default: cpu)")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bars (also none from `datasets`)")
     parser.set_defaults(run=_run_command)
 
 

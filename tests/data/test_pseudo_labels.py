@@ -146,3 +146,20 @@ def test_command_line_and_errors(models, tmp_path):
         pseudo_label_dataset(_rgb_dataset(1), tmp_path / "x", depth_model=tmp_path)
     with pytest.raises(KeyError, match="pixels"):
         pseudo_label_dataset(_rgb_dataset(1), tmp_path / "x", depth_model=models / "dpt", image_column="pixels")
+
+
+def test_no_progress_silences_the_datasets_bars_and_restores_them(models, tmp_path, capsys):
+    import datasets
+
+    from hf_unified_pretrain.cli import main
+
+    _rgb_dataset(2).save_to_disk(str(tmp_path / "rgb"))
+    capsys.readouterr()
+    argv = ["pseudo-label", str(tmp_path / "rgb"), "--depth_model", str(models / "dpt"), "--chunk_size", "1"]
+    main([*argv, "--output_dir", str(tmp_path / "quiet"), "--no_progress"])
+    quiet = capsys.readouterr()
+    assert "Saving the dataset" not in quiet.err and "pseudo-labelling" not in quiet.err
+    assert quiet.out.startswith("Wrote 2 rows")
+    assert not datasets.are_progress_bars_disabled()  # the user's setting is back
+    main([*argv, "--output_dir", str(tmp_path / "loud")])
+    assert "Saving the dataset" in capsys.readouterr().err  # the bars this flag silences
