@@ -131,9 +131,10 @@ class ITPNConfig(MaskingConfigMixin, BackboneConfigMixin, PreTrainedConfig):
         mfm_normalize_target (`bool`): LayerNorm without affine on the teacher features (per inner position).
         mfm_teacher_dim (`int`, *optional*): Width of the teacher pyramid (defaults to `fpn_dim`).
         out_features (`list[str]`, *optional*), out_indices (`list[int]`, *optional*): Backbone outputs among
-            `stage_names` = `["stem", "stage1", ..., "stage5"]` with strides 4 (stem), 4, 8, 16, 32 and 64. Default:
-            the last stage, as every transformers backbone; the segmentation setting is stage1-stage4, detection
-            stage1-stage5.
+            `stage_names` = `["stem", "stage1", ..., "stage5"]` with strides 4 (stem), 4, 8, 16, 32 and 64 (at
+            patch_size 16). Default: the last stage, as every transformers backbone, or the last one `image_size`
+            reaches (stage4 below 4 patches a side, stage3 below 2); the segmentation setting is stage1-stage4,
+            detection stage1-stage5.
     """
 
     model_type = "itpn"
@@ -204,10 +205,21 @@ class ITPNConfig(MaskingConfigMixin, BackboneConfigMixin, PreTrainedConfig):
     def __post_init__(self, **kwargs: Any) -> None:
         self.mfm_loss_weights = [float(w) for w in self.mfm_loss_weights]
         self.stage_names = list(STAGE_STRIDES)
-        self.set_output_features_output_indices(
-            out_indices=kwargs.pop("out_indices", None), out_features=kwargs.pop("out_features", None)
-        )
+        out_indices, out_features = kwargs.pop("out_indices", None), kwargs.pop("out_features", None)
+        if out_indices is None and out_features is None:
+            # The last stage the config's own input reaches: stride 64 is empty below 64 px (4 patches a side).
+            out_features = [self.stage_names[self.last_stage_index_at(self.image_size)]]
+        self.set_output_features_output_indices(out_indices=out_indices, out_features=out_features)
         super().__post_init__(**kwargs)
+
+    def last_stage_index_at(self, size: int) -> int:
+        """Index in `stage_names` of the deepest stage with a non-empty map for a `size`-pixel input side.
+
+        Stage 3 has one token per patch; stages 4 and 5 pool it by 2 and 4, so they need 2 and 4 patches a side.
+        """
+        patches = max(size // self.patch_size, 1)
+        extra = min(max(patches.bit_length() - 1, 0), len(self.stage_names) - 4)
+        return self.stage_names.index("stage3") + extra
 
     def validate_itpn_architecture(self) -> None:
         """Raises a ValueError naming the inconsistent fields."""

@@ -1051,6 +1051,15 @@ class ITPNBackbone(BackboneMixin, ITPNPreTrainedModel):
             maps[0] = tokens_to_feature_map(self.itpn.embeddings.patch_embeddings(pixel_values)[0], grid)
         # Strides 32 and 64 are pooled only when asked for: small inputs have no stride-64 map.
         last_needed = max(self.stage_names.index(name) for name in self.out_features)
+        reachable = self.config.last_stage_index_at(min(pixel_values.shape[-2:]))
+        if last_needed > reachable:
+            stage = self.stage_names[last_needed]
+            need = self.config.patch_size * 2 ** (last_needed - self.stage_names.index("stage3"))
+            raise ValueError(
+                f"out_features includes {stage!r}, which needs inputs of at least {need} px a side (patch_size "
+                f"{self.config.patch_size}, pooled down to stride {need}), got {tuple(pixel_values.shape[-2:])}. Fix: "
+                f"feed larger images or build the backbone with out_features up to {self.stage_names[reachable]!r}."
+            )
         pool = F.max_pool2d if self.config.backbone_layout == "seg" else F.avg_pool2d
         while len(maps) <= last_needed:
             maps.append(pool(maps[-1], kernel_size=2, stride=2))
