@@ -274,3 +274,26 @@ def test_package_command_line_converts_a_beit_mim_folder_into_a_pretraining_chec
     usage = capsys.readouterr().out
     assert usage.startswith("usage: hf-unified-pretrain convert mvp")
     assert all(flag in usage for flag in ("--checkpoint", "--output_dir", "--kind", "--set", "--task", "--verify"))
+
+
+def test_verify_success_is_reported_once_at_info_with_the_tolerance(beit_classifier_folder, tmp_path, caplog):
+    folder, _ = beit_classifier_folder
+    with caplog.at_level("INFO"):
+        main(["--checkpoint", str(folder), "--output_dir", str(tmp_path), "--verify", "--task", "pretraining"])
+    verified = [record for record in caplog.records if "Verified against" in record.getMessage()]
+    assert len(verified) == 1 and verified[0].levelname == "INFO"
+    assert re.search(r"max \|MVP - BEiT\| = \S+ <= tolerance 0\.0001", verified[0].getMessage())
+    # The freshly initialised pre-training head keys are listed once (they were logged at INFO and WARNING).
+    fresh = [record for record in caplog.records if "initialis" in record.getMessage().lower()]
+    assert len(fresh) == 1 and "head.projection.weight" in fresh[0].getMessage()
+    assert not [record for record in caplog.records if record.levelname == "WARNING" and "BEiT" in record.getMessage()]
+
+
+def test_verify_failure_is_a_conversion_error_and_saves_nothing(beit_classifier_folder, tmp_path, monkeypatch):
+    import hf_unified_pretrain.models.mvp.convert_mvp_original_to_hf as converter
+
+    folder, _ = beit_classifier_folder
+    monkeypatch.setattr(converter, "VERIFY_ATOL", -1.0)  # any difference, even 0, is above it
+    with pytest.raises(ConversionError, match=r"--verify failed: .*differs from BeitModel by .*nothing was saved"):
+        main(["--checkpoint", str(folder), "--output_dir", str(tmp_path / "out"), "--verify"])
+    assert not (tmp_path / "out" / "model.safetensors").exists()
