@@ -54,3 +54,41 @@ def check_field_ranges(
                 continue
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and accepts(v) for v in _values(value)):
                 raise ValueError(f"{type(config).__name__}.{name} {requirement}, got {value!r}.")
+
+
+# Keyword arguments every transformers config takes besides its dataclass fields (settable properties such as
+# `num_labels` and `output_attentions` are accepted as well).
+BASE_CONFIG_KWARGS = frozenset({"num_labels", "out_features", "out_indices", "torch_dtype"})
+
+
+def check_preset_overrides(config_class: type, overrides: dict[str, Any], *, accepted: Iterable[str] = ()) -> None:
+    """Raises a ValueError naming override keys that are no field of `config_class` (a misspelt `hiden_size`).
+
+    A config's constructor keeps unknown keyword arguments as attributes, as every transformers config does for
+    loading; presets are typed by hand, so their overrides are checked.
+
+    Args:
+        config_class: The config dataclass.
+        overrides: The keyword arguments given to `from_preset`.
+        accepted: Further names the config's `__post_init__` reads (e.g. older spellings of renamed fields).
+    """
+    import dataclasses
+    import difflib
+
+    known = {field.name for field in dataclasses.fields(config_class)} | BASE_CONFIG_KWARGS | set(accepted)
+    known |= {
+        name
+        for name in dir(config_class)
+        if isinstance(getattr(config_class, name, None), property) and getattr(config_class, name).fset is not None
+    }
+    unknown = sorted(key for key in overrides if key not in known)
+    if not unknown:
+        return
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, sorted(name for name in known if not name.startswith("_")), n=1)
+        hints.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    raise ValueError(
+        f"{config_class.__name__}.from_preset got unknown field(s) {', '.join(hints)}; see the fields of "
+        f"{config_class.__name__}."
+    )

@@ -9,6 +9,8 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.backbone_utils import BackboneConfigMixin
 
+from ..config_checks import check_preset_overrides
+
 # Encoder layouts of the original `Encoder` (amdim-public, model.py), one entry per module of its `layer_list`:
 #   ("conv", in, out, kernel, stride, padding, pad_mode)   Conv3x3: pad → conv (bias) → ReLU
 #   ("unit", in, out, kernel, stride)                       a single ConvResNxN
@@ -156,6 +158,7 @@ class AMDIMConfig(BackboneConfigMixin, PreTrainedConfig):
         """Builds a preset configuration (see `AMDIM_PRESETS`), with overrides."""
         if name not in AMDIM_PRESETS:
             raise ValueError(f"Unknown AMDIM preset {name!r}; choose one of {sorted(AMDIM_PRESETS)}.")
+        check_preset_overrides(cls, overrides)
         return cls(**{**AMDIM_PRESETS[name], **overrides})
 
     @property

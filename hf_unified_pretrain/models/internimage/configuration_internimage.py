@@ -8,6 +8,8 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.backbone_utils import BackboneConfigMixin
 
+from ..config_checks import check_preset_overrides
+
 # The released sizes exactly as the original's classification configs build them (OpenGVLab/InternImage
 # classification/configs/internimage_*.yaml through models/build.py), plus a tiny configuration for tests.
 # T: pre-norm; S/B/L/XL: post-norm + layer-scale 1e-5 (L/XL: offset scale 2); H: res-post-norm, depth-wise 5x5,
@@ -184,6 +186,7 @@ class InternImageConfig(BackboneConfigMixin, PreTrainedConfig):
             key = f"internimage-{key}"
         if key not in INTERNIMAGE_PRESETS:
             raise ValueError(f"Unknown InternImage preset {name!r}; choose one of {sorted(INTERNIMAGE_PRESETS)}.")
+        check_preset_overrides(cls, overrides)
         return cls(**{**INTERNIMAGE_PRESETS[key], **overrides})
 
     @property

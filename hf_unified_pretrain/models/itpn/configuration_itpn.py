@@ -29,7 +29,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.backbone_utils import BackboneConfigMixin
 
-from ..config_checks import check_field_ranges
+from ..config_checks import check_field_ranges, check_preset_overrides
 from ..masking_config import MaskingConfigMixin
 
 PRETRAINING_TARGETS = ("pixel", "clip")
@@ -311,6 +311,7 @@ class ITPNConfig(MaskingConfigMixin, BackboneConfigMixin, PreTrainedConfig):
         """
         if name not in ITPN_PRESETS:
             raise ValueError(f"Unknown preset {name!r}; available: {sorted(ITPN_PRESETS)}.")
+        check_preset_overrides(cls, overrides)
         return cls(**{**ITPN_PRESETS[name], **overrides})
 
 

@@ -8,7 +8,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.backbone_utils import BackboneConfigMixin
 
-from ..config_checks import check_field_ranges
+from ..config_checks import check_field_ranges, check_preset_overrides
 from ..masking_config import MaskingConfigMixin
 
 _LOSS_TYPES = ("cosine", "smooth_l1", "mse", "l1")
@@ -165,6 +165,7 @@ class MVPConfig(MaskingConfigMixin, BackboneConfigMixin, PreTrainedConfig):
         """Builds a preset configuration ("base", "large" or "tiny"; see `MVP_PRESETS`), with overrides."""
         if name not in MVP_PRESETS:
             raise ValueError(f"Unknown MVP preset {name!r}; choose one of {sorted(MVP_PRESETS)}.")
+        check_preset_overrides(cls, overrides, accepted=(*_LEGACY_FIELD_NAMES, "intermediate_size"))
         return cls(**{**MVP_PRESETS[name], **overrides})
 
     @property
