@@ -39,7 +39,14 @@ def config_from_original(original_kwargs: Mapping[str, Any], kind: str = "pretra
     required = ("ndf", "n_rkhs", "encoder_size")
     absent = [key for key in required if key not in kwargs]
     if absent:
-        raise ValueError(f"The original hyperparameters lack {absent}; got {sorted(kwargs)}.")
+        # `--set` cannot fill them in: it edits the converted config, which needs these to be built at all.
+        raise ConversionError(
+            f"The original hyperparameters lack {absent} (found: {sorted(kwargs) or 'none'}). The original training "
+            "script stores them in the checkpoint as `hyperparams`; for a bare state dict, save it again with the "
+            "values of the run that trained it, e.g. `torch.save({'model': state_dict, 'hyperparams': {'ndf': 128, "
+            "'n_rkhs': 1024, 'n_depth': 3, 'encoder_size': 128, 'use_bn': False}}, 'amdim.pth')`, and convert that "
+            "file"
+        )
     num_classes = int(kwargs.get("n_classes", 0) or 0)
     return AMDIMConfig(
         image_size=int(kwargs["encoder_size"]),

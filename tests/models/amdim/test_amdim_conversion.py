@@ -190,3 +190,21 @@ def test_command_line_converts_an_original_checkpoint_with_hyperparams(tmp_path)
     torch.testing.assert_close(
         classifier.mlp_classifier.fc.weight, state_dict["evaluator.block_glb_mlp.block_forward.6.weight"]
     )
+
+
+def test_a_bare_state_dict_gets_told_how_to_supply_the_hyperparameters_and_that_way_works(tmp_path):
+    from hf_unified_pretrain.cli import main as cli_main
+
+    hyperparams = LAYOUTS[0]
+    state_dict = random_original_state_dict(hyperparams)
+    torch.save(state_dict, tmp_path / "bare.pth")
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["convert", "amdim", "--checkpoint", str(tmp_path / "bare.pth"), "--output_dir", str(tmp_path / "x")])
+    message = str(exit_info.value.code)
+    assert "lack ['ndf', 'n_rkhs', 'encoder_size']" in message and "'hyperparams'" in message
+    assert "torch.save({'model': state_dict, 'hyperparams': {" in message
+    # the fix the message names converts the same weights
+    torch.save({"model": state_dict, "hyperparams": hyperparams}, tmp_path / "amdim.pth")
+    cli_main(["convert", "amdim", "--checkpoint", str(tmp_path / "amdim.pth"), "--output_dir", str(tmp_path / "ok")])
+    model = AutoModelForPreTraining.from_pretrained(tmp_path / "ok")
+    assert (model.config.ndf, model.config.n_rkhs, model.config.image_size) == (8, 32, 32)
