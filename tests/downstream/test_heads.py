@@ -110,3 +110,26 @@ def test_upernet_without_its_auxiliary_head_takes_one_map(pretrained_dir):
     with torch.no_grad():
         model = build_head_model("upernet", pretrained_dir, out_features=["stage4"], **kwargs).eval()
         assert model(pixel_values=torch.randn(1, 3, 64, 64)).logits.shape == (1, 3, 64, 64)
+
+
+@pytest.mark.parametrize("head", ["detr", "deformable_detr"])
+def test_amdim_backbone_runs_under_detr_frozen_batch_norms(head, tmp_path):
+    # DETR heads replace every nn.BatchNorm2d of the backbone by a frozen copy, which takes no view count.
+    from hf_unified_pretrain.models.amdim import AMDIMBackbone, AMDIMConfig
+
+    torch.manual_seed(0)
+    config = AMDIMConfig.from_preset("tiny", out_features=["stage2", "stage3"])
+    AMDIMBackbone(config).save_pretrained(tmp_path)
+    reference = AMDIMBackbone.from_pretrained(tmp_path).eval()
+    model = build_head_model(head, tmp_path, out_features=["stage2", "stage3"], **TINY_HEAD_KWARGS[head]).eval()
+    pixels = torch.randn(2, 3, config.image_size, config.image_size)
+    with torch.no_grad():
+        outputs = model(pixel_values=pixels)
+        expected = reference(pixels).feature_maps
+        backbone = next(m for m in model.modules() if isinstance(m, AMDIMBackbone))
+        got = backbone(pixels).feature_maps
+    assert outputs.pred_boxes.shape == (2, TINY_HEAD_KWARGS[head]["num_queries"], 4)
+    assert torch.isfinite(outputs.logits).all()
+    # Frozen batch norms compute what eval-mode batch norms do.
+    for actual, wanted in zip(got, expected):
+        torch.testing.assert_close(actual, wanted)

@@ -241,10 +241,11 @@ class AMDIMEncoder(nn.Module):
             pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         outputs, hidden_states = [], pixel_values
         for layer in self.layers:
-            if isinstance(layer, (nn.BatchNorm2d, nn.Identity)):
-                hidden_states = batch_norm_per_view(layer, hidden_states, num_views)
-            else:
+            if isinstance(layer, (AMDIMConvLayer, AMDIMResidualUnit, AMDIMResidualBlock)):
                 hidden_states = layer(hidden_states, num_views)
+            else:
+                # A norm: ours, or the frozen batch norm DETR-style heads swap in for every nn.BatchNorm2d.
+                hidden_states = batch_norm_per_view(layer, hidden_states, num_views)
             outputs.append(hidden_states)
         return outputs
 
