@@ -17,9 +17,9 @@ Examples:
 
     # RGB only on an image folder with class sub-folders (benchmarks/learning.py's CIFAR-10 recipe:
     # training_scripts/configs/multimae_learning.json)
-    python training_scripts/run_multimae.py --preset tiny --modalities rgb --train_dir cifar10/train \
-        --config_overrides image_size=32,patch_size=4,num_visible_tokens=16 --output_dir outputs/multimae-cifar10 \
-        --do_train --max_steps 600 --per_device_train_batch_size 128
+    python training_scripts/run_multimae.py --preset tiny --modalities rgb --output_modalities none \
+        --train_dir cifar10/train --config_overrides image_size=32,patch_size=8,num_visible_tokens=4 \
+        --output_dir outputs/multimae-cifar10 --do_train --max_steps 2800 --per_device_train_batch_size 128
 
     # ViT-B/16 on 8 GPUs
     accelerate launch --num_processes 8 training_scripts/run_multimae.py training_scripts/configs/multimae_base.json
