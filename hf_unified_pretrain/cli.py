@@ -214,6 +214,48 @@ def _reconstruct(args: argparse.Namespace) -> None:
         print(draw(model, batch, output_dir))
 
 
+def _add_pseudo_label_command(commands: argparse._SubParsersAction) -> None:
+    """`pseudo-label`; defined here, not beside `pseudo_label_dataset`, so that `--help` does not import `datasets`."""
+    parser = commands.add_parser(
+        "pseudo-label",
+        help="add pseudo depth / semantic maps to an RGB dataset with local HF models",
+        description="Adds pseudo `depth` and/or `semseg` columns to an RGB dataset (MultiMAE's extra modalities), "
+        "predicted by local Hugging Face depth-estimation / segmentation models; written in chunks, so an "
+        "interrupted run resumes.",
+    )
+    parser.add_argument("dataset", help="save_to_disk folder or image folder of RGB images")
+    parser.add_argument(
+        "--output_dir", required=True, help="where chunks and the final dataset (<output_dir>/dataset) are written"
+    )
+    parser.add_argument("--depth_model", help="local folder of a depth-estimation model")
+    parser.add_argument("--segmentation_model", help="local folder of a semantic/universal segmentation model")
+    parser.add_argument("--image_column", default="image", help="column holding the RGB images (default: image)")
+    parser.add_argument("--batch_size", type=int, default=8, help="images per forward pass (default: 8)")
+    parser.add_argument(
+        "--chunk_size", type=int, default=64, help="images per saved chunk, the unit of resumption (default: 64)"
+    )
+    parser.add_argument("--device", default="cpu", help="torch device of the models (default: cpu)")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bars (also none from `datasets`)")
+    parser.set_defaults(run=_pseudo_label)
+
+
+def _pseudo_label(args: argparse.Namespace) -> None:
+    from .data.pseudo_labels import pseudo_label_dataset
+
+    result = pseudo_label_dataset(
+        args.dataset,
+        args.output_dir,
+        args.depth_model,
+        args.segmentation_model,
+        image_column=args.image_column,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    print(f"Wrote {len(result)} rows with columns {result.column_names} to {Path(args.output_dir) / 'dataset'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-unified-pretrain", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -283,9 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evaluate_probe_command(commands)
 
-    from .data.pseudo_labels import add_pseudo_label_command
-
-    add_pseudo_label_command(commands)
+    _add_pseudo_label_command(commands)
     return parser
 
 

@@ -32,3 +32,23 @@ def test_top_level_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for command in ("list", "convert", "card", "reconstruct", "evaluate-probe", "pseudo-label"):
         assert command in out
+
+
+def test_help_does_not_import_the_command_implementations():
+    # `--help` pays only for the package import: the commands' heavy modules (datasets, the pseudo-labelling and
+    # plotting code) are imported by their handlers. Checked in a fresh interpreter, since this one has them.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from hf_unified_pretrain.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('datasets', 'matplotlib', 'hf_unified_pretrain.data.pseudo_labels', 'hf_unified_pretrain.training')\n"
+        "print(sorted(name for name in heavy if name in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
