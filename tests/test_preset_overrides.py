@@ -6,7 +6,7 @@ import pytest
 from tests.registry_helpers import method_entries
 
 # Configs whose from_preset does not call the shared check yet (their folders belong to other work).
-NOT_YET = {"multimae", "m3i"}
+NOT_YET = {"multimae"}
 
 
 def _params():

@@ -291,7 +291,7 @@ def setup(args: list[str] | None = None) -> SimpleNamespace:
     if text_teacher is not None:
         model.set_teacher(text_teacher, name="text")
 
-    image_processor = image_processor_for(config.backbone_config)
+    image_processor = image_processor_for(config)
     transform = M3ITransform(
         config.image_size,
         image_processor.image_mean,

@@ -9,6 +9,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from ..config_checks import check_preset_overrides
 from ..internimage.configuration_internimage import INTERNIMAGE_PRESETS
 
 LOSS_PARTS = ("intra_view", "inter_view", "classification", "image_text")
@@ -208,6 +209,7 @@ class M3IConfig(PreTrainedConfig):
         """Builds a preset configuration (see `M3I_PRESETS`), with overrides."""
         if name not in M3I_PRESETS:
             raise ValueError(f"Unknown M3I preset {name!r}; choose one of {sorted(M3I_PRESETS)}.")
+        check_preset_overrides(cls, overrides)
         return cls(**{**M3I_PRESETS[name], **overrides})
 
 

@@ -17,6 +17,7 @@ The EMA target encoder sits in teacher slot "ema" (`build_ema_teacher()`), so it
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -267,6 +268,8 @@ class M3IModel(M3IPreTrainedModel):
     def __init__(self, config: M3IConfig) -> None:
         super().__init__(config)
         self.backbone = AutoBackbone.from_config(config.backbone_config)
+        # ViTs take `interpolate_pos_encoding`; a ConvNet (InternImage) has no position tables and rejects it
+        self._backbone_interpolates = "interpolate_pos_encoding" in inspect.signature(self.backbone.forward).parameters
         channels = self.backbone.channels[0]
         # the projector only feeds the dense terms (predictor input and EMA targets)
         dense = config.intra_view_loss_weight > 0 or config.inter_view_loss_weight > 0
@@ -285,10 +288,15 @@ class M3IModel(M3IPreTrainedModel):
     @strict_forward_kwargs
     @can_return_tuple
     def forward(
-        self, pixel_values: torch.Tensor | None = None, output_hidden_states: bool | None = None, **kwargs
+        self,
+        pixel_values: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        interpolate_pos_encoding: bool = False,
+        **kwargs,
     ) -> M3IModelOutput:
         """(B, C, H, W) → tokens (B, N, C) with N = (H / stride) * (W / stride) row-major, pooled (B, C), projected;
-        `hidden_states` = the backbone's stage maps."""
+        `hidden_states` = the backbone's stage maps. `interpolate_pos_encoding` goes to a backbone with position
+        tables (a ViT) so other input sizes than its `image_size` pass; a ConvNet needs none."""
         if pixel_values is None:
             raise ValueError("M3IModel needs pixel_values (B, C, H, W).")
         stride = self.config.feature_stride
@@ -299,7 +307,8 @@ class M3IModel(M3IPreTrainedModel):
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
-        backbone_outputs = self.backbone(pixel_values, output_hidden_states=output_hidden_states)
+        extra = {"interpolate_pos_encoding": True} if interpolate_pos_encoding and self._backbone_interpolates else {}
+        backbone_outputs = self.backbone(pixel_values, output_hidden_states=output_hidden_states, **extra)
         feature_map = backbone_outputs.feature_maps[0]
         tokens = feature_map.flatten(2).transpose(1, 2)
         return M3IModelOutput(
@@ -380,6 +389,7 @@ class M3IForPreTraining(TeacherHolderMixin, M3IPreTrainedModel):
         mix_partner: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         output_hidden_states: bool | None = None,
+        interpolate_pos_encoding: bool = False,
         **kwargs,
     ) -> M3IForPreTrainingOutput:
         r"""
@@ -396,6 +406,8 @@ class M3IForPreTraining(TeacherHolderMixin, M3IPreTrainedModel):
         mix_partner: (B,) long, the other image of each mixed input.
         generator: Random generator for the mask.
         output_hidden_states: Also return the backbone's stage maps.
+        interpolate_pos_encoding: Let a ViT backbone (student and EMA target encoder) take other sizes than its
+            `image_size`.
         """
         if pixel_values is None:
             raise ValueError("M3IForPreTraining needs pixel_values (B, C, H, W).")
@@ -430,7 +442,9 @@ class M3IForPreTraining(TeacherHolderMixin, M3IPreTrainedModel):
                     f"{tuple(bool_masked_pos.shape)}."
                 )
             student_input = mask_pixels(pixel_values, bool_masked_pos.bool(), config.feature_stride)
-        outputs = self.m3i(student_input, output_hidden_states=output_hidden_states)
+        outputs = self.m3i(
+            student_input, output_hidden_states=output_hidden_states, interpolate_pos_encoding=interpolate_pos_encoding
+        )
 
         losses: dict[str, torch.Tensor] = {}
         if dense:
@@ -445,6 +459,7 @@ class M3IForPreTraining(TeacherHolderMixin, M3IPreTrainedModel):
                     target_pixel_values if target_pixel_values is not None else (None if mixed else pixel_values),
                     pixel_values_2,
                     relative_geometry,
+                    interpolate_pos_encoding,
                 )
             )
 
@@ -502,9 +517,11 @@ class M3IForPreTraining(TeacherHolderMixin, M3IPreTrainedModel):
         target_pixel_values: torch.Tensor | None,
         pixel_values_2: torch.Tensor | None,
         relative_geometry: torch.Tensor | None,
+        interpolate_pos_encoding: bool = False,
     ) -> dict[str, torch.Tensor]:
         config, weights = self.config, self.config.loss_weights
         batch, _, dim = student_tokens.shape
+        teacher_kwargs = {"interpolate_pos_encoding": True} if interpolate_pos_encoding else {}
         if self.get_teacher(EMA_SLOT) is None:
             raise ValueError(
                 "The dense M3I terms need the EMA target encoder: call `model.build_ema_teacher()` once after "
@@ -521,7 +538,7 @@ class M3IForPreTraining(TeacherHolderMixin, M3IPreTrainedModel):
         if weights["intra_view"] > 0:
             if target_pixel_values is None:
                 raise ValueError("intra_view on a mixed input needs target_pixel_values (clean view 1 of each image).")
-            targets = self.run_teacher(EMA_SLOT, target_pixel_values).projected_features
+            targets = self.run_teacher(EMA_SLOT, target_pixel_values, **teacher_kwargs).projected_features
             masked = ids.ids_masked
             query_position = gather_tokens(own_positions, masked)
             query_source = torch.gather(source_index, 1, masked)
@@ -535,7 +552,7 @@ class M3IForPreTraining(TeacherHolderMixin, M3IPreTrainedModel):
         if weights["inter_view"] > 0:
             if pixel_values_2 is None or relative_geometry is None:
                 raise ValueError("inter_view needs pixel_values_2 (view 2) and relative_geometry (B, 6).")
-            targets = self.run_teacher(EMA_SLOT, pixel_values_2).projected_features
+            targets = self.run_teacher(EMA_SLOT, pixel_values_2, **teacher_kwargs).projected_features
             sources = [0, 1] if bool(source_index.any()) else [0]
             predictions, target = [], []
             for source in sources:

@@ -459,3 +459,28 @@ def test_clear_errors():
     inputs.pop("text_features")
     with pytest.raises(ValueError, match="input_ids"):
         model(**inputs)
+
+
+def test_another_input_size_needs_interpolate_pos_encoding_on_a_vit_only():
+    vit = _model("tiny-vit")  # 32 px, patch 8: 4x4 cells; 48 px gives 6x6
+    inputs = {
+        **_inputs(vit.config),
+        "pixel_values": torch.randn(3, 3, 48, 48),
+        "pixel_values_2": torch.randn(3, 3, 48, 48),
+    }
+    mask = torch.zeros(3, 36, dtype=torch.bool)
+    mask[0, [1, 7, 20]] = True
+    mask[1, [2, 13, 35]] = True
+    mask[2, [0, 21, 30]] = True
+    with pytest.raises(ValueError, match="interpolate_pos_encoding"):
+        vit(**inputs, bool_masked_pos=mask)
+    outputs = vit(**inputs, bool_masked_pos=mask, interpolate_pos_encoding=True)
+    assert set(outputs.losses) == {"intra_view", "inter_view", "classification", "image_text"}
+    assert all(torch.isfinite(loss) for loss in outputs.losses.values())
+    assert vit.m3i(inputs["pixel_values"], interpolate_pos_encoding=True).last_hidden_state.shape == (3, 36, 32)
+    # a ConvNet backbone has no position tables: any multiple of the stride passes, with or without the flag
+    convnet = _model("tiny")
+    pixels = torch.randn(2, 3, 96, 96)
+    plain = convnet.m3i(pixels).last_hidden_state
+    torch.testing.assert_close(convnet.m3i(pixels, interpolate_pos_encoding=True).last_hidden_state, plain)
+    assert plain.shape[1] == 9
