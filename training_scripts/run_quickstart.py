@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The main job: a short iTPN pixel pre-training of a tiny model on the embedded real photographs.
 
-It needs no download and no GPU (a few minutes on 2 CPU cores). It runs `run_itpn.py` with
+It needs no download and no GPU (`--max_steps 50` gives a first picture sooner). It runs `run_itpn.py` with
 `configs/itpn_quickstart.json` and prints where the safetensors checkpoint, the loss curve and the reconstruction
 figure are. Extra flags override the recipe (`run_quickstart.py --max_steps 50 --output_dir runs/qs`), and so do the
 keys of a single JSON file given instead of flags (`run_quickstart.py my_recipe.json`, e.g. {"max_steps": 50}).
