@@ -5,21 +5,10 @@ import pytest
 
 from tests.registry_helpers import method_entries
 
-# Configs whose from_preset does not call the shared check yet (their folders belong to other work).
-NOT_YET = {"multimae"}
 
-
-def _params():
-    for entry in method_entries("presets", "test_preset"):
-        marks = (
-            pytest.mark.xfail(strict=True, reason="from_preset does not call check_preset_overrides yet")
-            if entry.name in NOT_YET
-            else ()
-        )
-        yield pytest.param(entry, id=entry.name, marks=marks)
-
-
-@pytest.mark.parametrize("entry", list(_params()))
+@pytest.mark.parametrize(
+    "entry", [pytest.param(entry, id=entry.name) for entry in method_entries("presets", "test_preset")]
+)
 def test_a_misspelt_override_names_the_key_and_the_field_meant(entry):
     config_class = entry.load("config")
     with pytest.raises(ValueError, match=r"unknown field\(s\) 'hiden_size' \(did you mean '\w+'\?\)"):

@@ -22,18 +22,6 @@ CASES = [
 ]
 # The new linear head of a classifier is the one MISSING row a user should see ("train it on your task").
 NEW_HEAD = "classifier."
-# MultiMAE's classifier reports its mean-pooling norm (`layernorm.*`) as MISSING; models/multimae is another room's.
-KNOWN_MISSING = {("multimae", "classification")}
-MISSING_CASES = [
-    pytest.param(
-        *case.values,
-        id=case.id,
-        marks=pytest.mark.xfail(strict=True, reason="multimae classifier: declare its pooling norm as new")
-        if (case.values[0].name, case.values[1]) in KNOWN_MISSING
-        else (),
-    )
-    for case in CASES
-]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +46,7 @@ def classification_folders(tmp_path_factory) -> dict[str, Path]:
     return folders
 
 
-@pytest.mark.parametrize(("entry", "role"), MISSING_CASES)
+@pytest.mark.parametrize(("entry", "role"), CASES)
 def test_pretraining_checkpoint_reports_only_the_new_classifier_as_missing(checkpoint_folders, entry, role):
     _, info, log = load_with_report(entry.load(role), checkpoint_folders[entry.name])
 

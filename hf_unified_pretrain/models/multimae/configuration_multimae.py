@@ -29,6 +29,8 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.backbone_utils import BackboneConfigMixin
 
+from ..config_checks import check_preset_overrides
+
 MODALITY_KINDS = ("image", "depth", "segmentation")
 LOSS_TYPES = ("mse", "l1", "cross_entropy")
 _DEFAULT_LOSS = {"image": "mse", "depth": "l1", "segmentation": "cross_entropy"}
@@ -240,6 +242,7 @@ class MultiMAEConfig(BackboneConfigMixin, PreTrainedConfig):
         """Builds a preset ("base", "large" or "tiny"; see `MULTIMAE_PRESETS`) with overrides."""
         if name not in MULTIMAE_PRESETS:
             raise ValueError(f"Unknown MultiMAE preset {name!r}; choose one of {sorted(MULTIMAE_PRESETS)}.")
+        check_preset_overrides(cls, overrides)
         return cls(**{**MULTIMAE_PRESETS[name], **overrides})
 
     # ---- derived views -------------------------------------------------------------------------------------------

@@ -64,6 +64,8 @@ class MultiMAEModelOutput(ModelOutput):
         last_hidden_state: (B, K + G, C) encoder tokens: the K encoded patch tokens (all of them, modality after
             modality in `config.input_modalities` order, or the visible ones when a mask was given), then the G
             global tokens.
+        pooler_output: (B, C) mean of the K patch tokens (the global tokens left out), the image's feature for
+            `pipeline("image-feature-extraction", pool=True)`, kNN and linear probes.
         bool_masked_pos: (B, N) bool over the concatenated patch tokens of the given modalities, when masked.
         ids_keep: (B, K) indices (into the N concatenated tokens) of the encoded tokens, when masked.
         ids_restore: (B, N) permutation restoring [encoded, masked] to the token order, when masked.
@@ -72,6 +74,7 @@ class MultiMAEModelOutput(ModelOutput):
     """
 
     last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
     bool_masked_pos: torch.BoolTensor | None = None
     ids_keep: torch.LongTensor | None = None
     ids_restore: torch.LongTensor | None = None
@@ -210,7 +213,10 @@ def _check_kwargs(kwargs: dict) -> None:
     """Unknown keyword arguments are an error, so that a misspelt `bool_masked_pos` cannot pass silently."""
     unknown = sorted(set(kwargs) - _KNOWN_KWARGS)
     if unknown:
-        raise TypeError(f"Unexpected keyword argument(s) {unknown} for a MultiMAE model.")
+        raise TypeError(
+            f"Unexpected keyword argument(s) {unknown} for a MultiMAE model: check the spelling against the "
+            "forward's arguments (pixel_values, modalities, bool_masked_pos, ...)."
+        )
 
 
 def _attend(module: nn.Module, query, key, value, config: MultiMAEConfig, dropout: float, **kwargs):
@@ -722,7 +728,14 @@ class MultiMAEModel(MultiMAEPreTrainedModel):
             if values.dim() != 4 or values.shape[1] != spec.num_channels:
                 raise ValueError(
                     f"Modality {spec.name!r} must have shape (batch, {spec.num_channels}, height, width), got "
-                    f"{tuple(values.shape)}."
+                    f"{tuple(values.shape)}. Fix: batch the images (add a batch axis for one image) with "
+                    f"{spec.num_channels} channel(s) each, e.g. through MultiMAEImageProcessor (it converts grayscale "
+                    "or RGBA images to RGB)."
+                )
+            if not values.dtype.is_floating_point:
+                raise TypeError(
+                    f"Modality {spec.name!r} must be a floating-point tensor, got {values.dtype}: normalise the "
+                    "images with MultiMAEImageProcessor (or convert and scale them yourself) first."
                 )
             if spec.kind == "depth" and not torch.isfinite(values).all():
                 raise ValueError(
@@ -835,8 +848,13 @@ class MultiMAEModel(MultiMAEPreTrainedModel):
         if self.global_tokens is not None:
             tokens = torch.cat([tokens, self.global_tokens.expand(tokens.shape[0], -1, -1).to(tokens.dtype)], dim=1)
         hidden_states = self.encoder(tokens, **kwargs)
+        num_patch_tokens = hidden_states.shape[1] - self.config.num_global_tokens
         return MultiMAEModelOutput(
-            last_hidden_state=hidden_states, bool_masked_pos=mask, ids_keep=ids_keep, ids_restore=ids_restore
+            last_hidden_state=hidden_states,
+            pooler_output=hidden_states[:, :num_patch_tokens].mean(dim=1),
+            bool_masked_pos=mask,
+            ids_keep=ids_keep,
+            ids_restore=ids_restore,
         )
 
 
@@ -1047,6 +1065,8 @@ class MultiMAEForImageClassification(MultiMAEPreTrainedModel):
     token -> LayerNorm -> Linear."""
 
     _keys_to_ignore_on_load_unexpected = [r"^decoders\.", r"^segmentation_head\."]
+    # the pooling norm is new at fine-tuning time (a pre-training checkpoint has none), as BEiT's
+    _keys_to_ignore_on_load_missing = [r"^layernorm\."]
 
     def __init__(self, config: MultiMAEConfig) -> None:
         super().__init__(config)

@@ -298,7 +298,8 @@ def test_any_subset_of_modalities_and_targets_for_outputs_not_given():
         (lambda d: {**d, "semseg": d["semseg"].float()}, ValueError, "integer dtype"),
         (lambda d: {**d, "depth": d["depth"].masked_fill(d["depth"] > 1, float("nan"))}, ValueError, "NaN"),
         (lambda d: {**d, "depth": d["depth"][:, :, :16, :16]}, ValueError, "different image sizes"),
-        (lambda d: {**d, "rgb": d["rgb"][:, :1]}, ValueError, "shape"),
+        (lambda d: {**d, "rgb": d["rgb"][:, :1]}, ValueError, r"shape \(batch, 3, height, width\).*Fix: .*MultiMAEImageProcessor"),
+        (lambda d: {**d, "rgb": (d["rgb"] * 255).to(torch.uint8)}, TypeError, "floating-point.*torch.uint8"),
         (
             lambda d: {**d, "rgb": d["rgb"][:, :, :30, :30], "depth": d["depth"][:, :, :30, :30]},
             ValueError,
@@ -327,8 +328,19 @@ def test_ignore_index_in_an_input_map_embeds_to_zero_and_misspelt_kwargs_fail():
             2
         ).transpose(1, 2)
     torch.testing.assert_close(tokens, expected)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"\['bool_masked_poss'\].*spelling.*bool_masked_pos"):
         model(inputs()["rgb"], bool_masked_poss=torch.zeros(BATCH, N, dtype=torch.bool))
+
+
+def test_pooler_output_is_the_mean_of_the_patch_tokens_without_the_global_tokens():
+    config = tiny_config(num_global_tokens=2)
+    model = MultiMAEModel(config).eval()
+    with torch.no_grad():
+        outputs = model(inputs()["rgb"], {"depth": inputs()["depth"]})
+    tokens = outputs.last_hidden_state
+    assert tokens.shape[1] == 2 * N + 2
+    torch.testing.assert_close(outputs.pooler_output, tokens[:, : 2 * N].mean(dim=1))
+    assert not torch.allclose(outputs.pooler_output, tokens.mean(dim=1))
 
 
 # ---- heads ---------------------------------------------------------------------------------------------------------
