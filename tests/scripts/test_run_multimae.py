@@ -61,6 +61,23 @@ def _args(output_dir, data, *extra):
     ]  # fmt: skip
 
 
+def _folder_args(output_dir, folder, *extra):
+    """Two logged steps of the tiny preset on a plain RGB image folder."""
+    return [
+        "--preset", "tiny",
+        "--train_dir", str(folder),
+        "--output_dir", str(output_dir),
+        "--do_train",
+        "--max_steps", "2",
+        "--per_device_train_batch_size", "4",
+        "--logging_steps", "1",
+        "--report_to", "none",
+        "--seed", "0",
+        "--model_card", "false",
+        *extra,
+    ]  # fmt: skip
+
+
 def test_run_multimae_on_tiny_coco_with_pseudo_depth(tmp_path, coco_with_depth):
     metrics = load_script("run_multimae")["main"](
         _args(tmp_path, coco_with_depth, "--max_steps", "3", "--do_eval", "--per_device_eval_batch_size", "3")
@@ -131,20 +148,7 @@ def rgb_class_folder(tmp_path_factory):
 def test_run_multimae_on_a_plain_rgb_image_folder(tmp_path, rgb_class_folder):
     """Class sub-folders are not modalities: the folder is read as RGB only and a new model keeps RGB alone (no
     depth/semseg adapters or decoders computed without data)."""
-    metrics = load_script("run_multimae")["main"](
-        [
-            "--preset", "tiny",
-            "--train_dir", str(rgb_class_folder),
-            "--output_dir", str(tmp_path),
-            "--do_train",
-            "--max_steps", "2",
-            "--per_device_train_batch_size", "4",
-            "--logging_steps", "1",
-            "--report_to", "none",
-            "--seed", "0",
-            "--model_card", "false",
-        ]
-    )  # fmt: skip
+    metrics = load_script("run_multimae")["main"](_folder_args(tmp_path, rgb_class_folder))
     assert metrics["train_loss"] > 0
     history = json.loads((tmp_path / "trainer_state.json").read_text())["log_history"]
     assert [entry["loss_norm_rgb"] for entry in history if "loss_norm_rgb" in entry]
@@ -165,21 +169,7 @@ def test_run_multimae_modalities_flag_restricts_a_new_model(tmp_path, coco_with_
 
 def test_run_multimae_output_modalities_none_trains_the_norm_rgb_decoder_alone(tmp_path, rgb_class_folder):
     """--output_modalities none: only MAE's normalised-pixel decoder is built and scored (no raw-RGB decoder)."""
-    load_script("run_multimae")["main"](
-        [
-            "--preset", "tiny",
-            "--train_dir", str(rgb_class_folder),
-            "--output_dir", str(tmp_path),
-            "--do_train",
-            "--max_steps", "2",
-            "--per_device_train_batch_size", "4",
-            "--logging_steps", "1",
-            "--report_to", "none",
-            "--seed", "0",
-            "--model_card", "false",
-            "--output_modalities", "none",
-        ]
-    )  # fmt: skip
+    load_script("run_multimae")["main"](_folder_args(tmp_path, rgb_class_folder, "--output_modalities", "none"))
     logged = json.loads((tmp_path / "trainer_state.json").read_text())["log_history"]
     steps = [entry for entry in logged if "loss_norm_rgb" in entry]
     assert len(steps) == 2 and not any("loss_rgb" in entry for entry in logged)
