@@ -298,7 +298,11 @@ def test_any_subset_of_modalities_and_targets_for_outputs_not_given():
         (lambda d: {**d, "semseg": d["semseg"].float()}, ValueError, "integer dtype"),
         (lambda d: {**d, "depth": d["depth"].masked_fill(d["depth"] > 1, float("nan"))}, ValueError, "NaN"),
         (lambda d: {**d, "depth": d["depth"][:, :, :16, :16]}, ValueError, "different image sizes"),
-        (lambda d: {**d, "rgb": d["rgb"][:, :1]}, ValueError, r"shape \(batch, 3, height, width\).*Fix: .*MultiMAEImageProcessor"),
+        (
+            lambda d: {**d, "rgb": d["rgb"][:, :1]},
+            ValueError,
+            r"shape \(batch, 3, height, width\).*Fix: .*MultiMAEImageProcessor",
+        ),
         (lambda d: {**d, "rgb": (d["rgb"] * 255).to(torch.uint8)}, TypeError, "floating-point.*torch.uint8"),
         (
             lambda d: {**d, "rgb": d["rgb"][:, :, :30, :30], "depth": d["depth"][:, :, :30, :30]},
