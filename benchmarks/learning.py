@@ -101,8 +101,8 @@ METHODS: dict[str, MethodSpec] = {
         teacher_seed=0,
     ),
     # M3I, tiny InternImage: labels off (intra- + inter-view dense EMA targets) and on (+ the category term with
-    # CIFAR-10's folder labels; 32 px with the dense terms on stage 3, the same 2x2 cells as the last stage at 64 px
-    # at half the CPU per step); then the term ablation (text: CIFAR-10 has no captions).
+    # CIFAR-10's folder labels). Both at 32 px with the dense terms on stage 3: the same 2x2 cells as the last stage
+    # at 64 px at half the CPU per step. Then the term ablation (text: CIFAR-10 has no captions).
     "m3i": MethodSpec("m3i", "run_m3i.py", "m3i_learning.json"),
     "m3i-labels": MethodSpec("m3i-labels", "run_m3i.py", "m3i_labels_learning.json"),
     "m3i-intra": MethodSpec("m3i-intra", "run_m3i.py", "m3i_intra_learning.json"),
