@@ -65,7 +65,7 @@ from hf_unified_pretrain.training import (
     setup_logging,
     train_and_save,
 )
-from hf_unified_pretrain.training.script_utils import apply_config_overrides
+from hf_unified_pretrain.training.script_utils import preset_config
 
 
 @dataclass
@@ -276,15 +276,9 @@ def setup(args: list[str] | None = None) -> SimpleNamespace:
             overrides["image_text_loss_weight"] = 0.0
         else:
             overrides["text_hidden_size"] = text_teacher.feature_dim
-        preset = m3i_args.preset or "tiny"
-        if model_args.config_overrides:
-            # after the data-driven fields, so a recipe can e.g. reweight or switch off a term (ablations); parsed
-            # on the plain preset, then the config is built once with every value, so the fields derived at
-            # construction (feature stride, the backbone's out_features, the grid) follow feature_stage / image_size
-            parsed = apply_config_overrides(M3IConfig.from_preset(preset), model_args.config_overrides)
-            keys = [item.partition("=")[0].strip() for item in model_args.config_overrides.split(",") if item.strip()]
-            overrides.update({key: getattr(parsed, key) for key in keys})
-        config = M3IConfig.from_preset(preset, **overrides)
+        # the recipe's overrides win over the data-driven fields, so a recipe can e.g. reweight or switch off a
+        # term (ablations), and feature_stage / image_size re-derive the feature stride and the grid
+        config = preset_config(M3IConfig, m3i_args.preset or "tiny", model_args.config_overrides, **overrides)
         model = M3IForPreTraining(config)
     config = model.config
     ema = model.build_ema_teacher()

@@ -218,12 +218,10 @@ def build_model_and_processor(
     from transformers import AutoModelForPreTraining
 
     from ..models.registry import fit_image_processor
-    from .script_utils import apply_config_overrides, build_config, build_pretraining_model
+    from .script_utils import build_config, build_pretraining_model, preset_config
 
     if preset and not (model_args.model_name_or_path or model_args.config_name):
-        config = config_class.from_preset(preset)
-        if model_args.config_overrides:
-            apply_config_overrides(config, model_args.config_overrides)
+        config = preset_config(config_class, preset, model_args.config_overrides)
         if model_args.teacher_name_or_path and hasattr(config, "teacher_name_or_path"):
             config.teacher_name_or_path = model_args.teacher_name_or_path
     else:

@@ -15,6 +15,7 @@ import sys
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import datasets
 import transformers
@@ -285,6 +286,22 @@ def apply_config_overrides(config: PreTrainedConfig, overrides: str) -> PreTrain
                 f"--config_overrides {overrides!r} makes an invalid {type(config).__name__}: {_reason(error)}"
             ) from error
     return config
+
+
+def preset_config(
+    config_class: type[PreTrainedConfig], preset: str, overrides: str | None = None, **fields: Any
+) -> PreTrainedConfig:
+    """`config_class.from_preset(preset, **fields)` with `--config_overrides` given at construction.
+
+    The overrides are typed against the preset's values (as `apply_config_overrides` types them) and win over
+    `fields`; then the config is built once with every value, so what a config derives at construction (e.g. M3I's
+    feature stride and grid from `feature_stage` and `image_size`) follows the overrides instead of the preset.
+    """
+    if not overrides:
+        return config_class.from_preset(preset, **fields)
+    typed = apply_config_overrides(config_class.from_preset(preset), overrides)  # parses and types them
+    keys = [item.partition("=")[0].strip() for item in overrides.split(",") if item.strip()]
+    return config_class.from_preset(preset, **{**fields, **{key: getattr(typed, key) for key in keys}})
 
 
 def build_config(model_args: ModelArguments) -> PreTrainedConfig:

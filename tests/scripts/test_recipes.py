@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hf_unified_pretrain.models.registry import METHODS
-from hf_unified_pretrain.training.script_utils import apply_config_overrides
+from hf_unified_pretrain.training.script_utils import apply_config_overrides, preset_config
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "training_scripts" / "configs").glob("*.json"))
 
@@ -28,9 +28,10 @@ def _method_of(recipe: Path):
 def test_recipe_builds_a_valid_config(recipe):
     values = json.loads(recipe.read_text())
     config_class = _method_of(recipe).load("config")
-    config = config_class.from_preset(values["preset"]) if values.get("preset") else config_class()
-    if values.get("config_overrides"):
-        config = apply_config_overrides(config, values["config_overrides"])
+    if values.get("preset"):  # as the run scripts build a preset's config
+        config = preset_config(config_class, values["preset"], values.get("config_overrides"))
+    else:
+        config = apply_config_overrides(config_class(), values.get("config_overrides", ""))
     # A full round trip re-runs the config's own validation on what the recipe produced.
     assert config_class.from_dict(config.to_dict()).to_dict() == config.to_dict()
 

@@ -216,3 +216,17 @@ def test_attach_frozen_teacher(tmp_path):
         )
     with pytest.raises(ValueError, match="--teacher_name_or_path"):
         attach_frozen_teacher(_TeacherStudent(ToyPretrainingConfig()), ModelArguments(), [0.5] * 3, [0.5] * 3)
+
+
+def test_preset_config_applies_overrides_at_construction_so_derived_fields_follow():
+    from hf_unified_pretrain.models.m3i import M3IConfig
+    from hf_unified_pretrain.training.script_utils import preset_config
+
+    # setting these one by one on a built config would keep the preset's stride (32) and a 1x1 grid
+    config = preset_config(M3IConfig, "tiny", "image_size=32,feature_stage=stage3,neg_weight=0.25", num_labels=7)
+    assert (config.feature_stride, config.grid_size, config.backbone_config.out_features) == (16, (2, 2), ["stage3"])
+    assert config.neg_weight == 0.25 and config.num_labels == 7
+    # the recipe's overrides win over the data-driven fields
+    assert preset_config(M3IConfig, "tiny", "image_size=96", image_size=32).image_size == 96
+    with pytest.raises(ValueError, match="unknown field 'neg_weigth'"):
+        preset_config(M3IConfig, "tiny", "neg_weigth=0.1")
