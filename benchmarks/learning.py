@@ -146,7 +146,9 @@ def pretraining_folder(data_dir: Path, cifar_root: Path, images_per_class: int) 
             if not link.exists():
                 try:
                     os.link(source, link)
-                except OSError:
+                except FileExistsError:  # a concurrent run in the same --work_dir linked it first
+                    pass
+                except OSError:  # another file system
                     shutil.copyfile(source, link)
     marker.write_text("ok")
     return folder / "train"
