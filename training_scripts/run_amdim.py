@@ -45,6 +45,7 @@ from hf_unified_pretrain.training import (
     PretrainingArguments,
     PretrainingTrainer,
     build_model_and_processor,
+    end_distributed,
     parse_args_or_json,
     resolve_resume_checkpoint,
     script_description,
@@ -185,3 +186,4 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    end_distributed()

@@ -39,6 +39,7 @@ from hf_unified_pretrain.training import (
     build_trainer,
     draw_feature_prediction,
     draw_pixel_reconstruction,
+    end_distributed,
     parse_args_or_json,
     prepare_datasets,
     resolve_resume_checkpoint,
@@ -143,3 +144,4 @@ def main(args: list[str] | None = None) -> dict[str, float]:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    end_distributed()

@@ -59,6 +59,7 @@ from hf_unified_pretrain.training import (
     ModelArguments,
     PretrainingArguments,
     PretrainingTrainer,
+    end_distributed,
     parse_args_or_json,
     resolve_resume_checkpoint,
     script_description,
@@ -328,3 +329,4 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    end_distributed()

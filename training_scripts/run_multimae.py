@@ -61,6 +61,7 @@ from hf_unified_pretrain.training import (
     PretrainingArguments,
     build_model_and_processor,
     build_trainer,
+    end_distributed,
     parse_args_or_json,
     resolve_resume_checkpoint,
     script_description,
@@ -298,3 +299,4 @@ def main(args: list[str] | None = None) -> dict[str, float]:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    end_distributed()

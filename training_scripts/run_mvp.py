@@ -33,6 +33,7 @@ from hf_unified_pretrain.training import (
     build_model_and_processor,
     build_trainer,
     draw_feature_prediction,
+    end_distributed,
     parse_args_or_json,
     prepare_datasets,
     resolve_resume_checkpoint,
@@ -117,3 +118,4 @@ def main(args: list[str] | None = None) -> dict[str, float]:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    end_distributed()

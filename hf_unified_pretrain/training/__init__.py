@@ -29,6 +29,7 @@ from .script_utils import (
     build_config,
     build_pretraining_model,
     detect_last_checkpoint,
+    end_distributed,
     resolve_resume_checkpoint,
     setup_logging,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "detect_last_checkpoint",
     "draw_feature_prediction",
     "draw_pixel_reconstruction",
+    "end_distributed",
     "first_batch",
     "parse_args_or_json",
     "plot_loss_curves",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import torch
 import transformers
 from huggingface_hub.errors import StrictDataclassError
 from transformers import AutoConfig, AutoModelForPreTraining, PreTrainedConfig, PreTrainedModel, TrainingArguments
@@ -286,6 +287,16 @@ def apply_config_overrides(config: PreTrainedConfig, overrides: str) -> PreTrain
                 f"--config_overrides {overrides!r} makes an invalid {type(config).__name__}: {_reason(error)}"
             ) from error
     return config
+
+
+def end_distributed() -> None:
+    """Tears the process group down before the interpreter exits (the run scripts' last step).
+
+    Left to interpreter shutdown, gloo's worker threads can abort a finished process ("terminate called without an
+    active exception", SIGABRT), which fails an `accelerate launch` whose training had completed.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def preset_config(

@@ -230,3 +230,14 @@ def test_preset_config_applies_overrides_at_construction_so_derived_fields_follo
     assert preset_config(M3IConfig, "tiny", "image_size=96", image_size=32).image_size == 96
     with pytest.raises(ValueError, match="unknown field 'neg_weigth'"):
         preset_config(M3IConfig, "tiny", "neg_weigth=0.1")
+
+
+def test_end_distributed_tears_down_an_initialised_process_group_and_is_a_no_op_without_one(tmp_path):
+    from hf_unified_pretrain.training import end_distributed
+
+    end_distributed()  # nothing initialised: no error
+    store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
+    torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+    assert torch.distributed.is_initialized()
+    end_distributed()
+    assert not torch.distributed.is_initialized()
