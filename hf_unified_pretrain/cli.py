@@ -45,17 +45,23 @@ def _convert(args: argparse.Namespace) -> None:
         raise SystemExit(f"hf-unified-pretrain convert {args.method}: error: {error}") from error
 
 
+def _saved_config(folder: str) -> dict | None:
+    """The config.json of a save_pretrained folder as a dict (None without one), read without building a model."""
+    config_file = Path(folder) / "config.json"
+    return json.loads(config_file.read_text()) if config_file.is_file() else None
+
+
 def _card_method(folder: str, method: str | None) -> str:
     """The method of a save_pretrained folder, read from its config.json's model_type; `method` (--method) must agree
     with it, and is needed only for a folder without config.json."""
     from .models.registry import method_for_config
 
-    config_file = Path(folder) / "config.json"
-    if not config_file.is_file():
+    config = _saved_config(folder)
+    if config is None:
         if method is None:
             raise SystemExit(f"card: {folder} has no config.json to read the method from; pass --method.")
         return method
-    model_type = json.loads(config_file.read_text()).get("model_type")
+    model_type = config.get("model_type")
     try:
         found = method_for_config(model_type).name
     except KeyError:
@@ -103,13 +109,12 @@ def _reconstruct_method(folder: str) -> str:
     holds otherwise (checked on config.json, before any weights are read)."""
     from .models.registry import method_for_config
 
-    config_file = Path(folder) / "config.json"
-    if not config_file.is_file():
+    config = _saved_config(folder)
+    if config is None:
         raise SystemExit(
             f"reconstruct: {folder} has no config.json; pass a save_pretrained folder. Supported: "
             f"{RECONSTRUCT_SUPPORTED}."
         )
-    config = json.loads(config_file.read_text())
     model_type = config.get("model_type")
     held = (config.get("architectures") or [None])[0]
     try:
