@@ -260,6 +260,17 @@ def _reason(error: Exception) -> str:
     return str(error.__cause__) if isinstance(error, StrictDataclassError) and error.__cause__ else str(error)
 
 
+def _override_items(overrides: str) -> list[tuple[str, str]]:
+    """`"key=value,key=value"` as (key, raw value) pairs; an item without `=` is an error."""
+    items = []
+    for item in filter(None, (part.strip() for part in overrides.split(","))):
+        key, separator, raw = item.partition("=")
+        if not separator:
+            raise ValueError(f"Config override {item!r} is not of the form key=value.")
+        items.append((key.strip(), raw))
+    return items
+
+
 def apply_config_overrides(config: PreTrainedConfig, overrides: str) -> PreTrainedConfig:
     """Applies `"key=value,key=value"` to a config, like `update_from_string`, but also for fields that are None.
 
@@ -267,10 +278,7 @@ def apply_config_overrides(config: PreTrainedConfig, overrides: str) -> PreTrain
     sets None; list fields take `a:b:c`. Unknown keys are an error (a typo would otherwise be silently ignored).
     The config's validators run again afterwards, so an inconsistent combination fails here, not at save time.
     """
-    for item in filter(None, (part.strip() for part in overrides.split(","))):
-        key, separator, raw = item.partition("=")
-        if not separator:
-            raise ValueError(f"Config override {item!r} is not of the form key=value.")
+    for key, raw in _override_items(overrides):
         if not hasattr(config, key):
             raise ValueError(f"Config override for unknown field {key!r} of {type(config).__name__}.")
         try:
@@ -310,9 +318,9 @@ def preset_config(
     """
     if not overrides:
         return config_class.from_preset(preset, **fields)
-    typed = apply_config_overrides(config_class.from_preset(preset), overrides)  # parses and types them
-    keys = [item.partition("=")[0].strip() for item in overrides.split(",") if item.strip()]
-    return config_class.from_preset(preset, **{**fields, **{key: getattr(typed, key) for key in keys}})
+    typed = apply_config_overrides(config_class.from_preset(preset), overrides)  # parses, types and checks them
+    values = {key: getattr(typed, key) for key, _ in _override_items(overrides)}
+    return config_class.from_preset(preset, **{**fields, **values})
 
 
 def build_config(model_args: ModelArguments) -> PreTrainedConfig:
